@@ -1,0 +1,21 @@
+"""`make bench`: run every benchmark (or the ones named) and print their side-by-side figures."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = ["overhead", "step_cost"]
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or BENCHES
+    for name in chosen:
+        if name not in BENCHES:
+            sys.exit(f"unknown benchmark '{name}'; choose from: {', '.join(BENCHES)}")
+        print(f"== {name}")
+        importlib.import_module(f"bench.{name}").main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Helpers shared by the benchmarks: where the data is, running trainctl under a terminal, medians."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    root = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (root / "mnist").is_dir():
+        sys.exit(f"bench: the shared data sets are not at {root}; set TRAINCTL_DATA_DIR")
+    return root
+
+
+def run_trainctl(args: list[str], threads: int) -> list[dict]:
+    """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records."""
+    with tempfile.TemporaryDirectory() as runs:
+        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs, "OMP_NUM_THREADS": str(threads)}
+        main, secondary = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainctl", "train", *args, f"trainer.threads={threads}"],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            env=env,
+            cwd=REPO,
+        )
+        os.close(secondary)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(main)
+        if proc.wait() != 0:
+            sys.exit(f"bench: trainctl failed:\n{output.decode(errors='replace')[-3000:]}")
+        (metrics,) = Path(runs).glob("*/*/metrics.jsonl")
+        return [json.loads(line) for line in metrics.read_text().splitlines()]
+
+
+def run_script(script: Path, args: list[str], threads: int) -> list[dict]:
+    """Run a plain benchmark script that prints one JSON record per line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(
+        [sys.executable, str(script), *args, "--threads", str(threads)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def median_after_warmup(values: list[float]) -> float:
+    """Median of per-epoch figures, the first (warm-up) epoch left out."""
+    return statistics.median(values[1:] if len(values) > 1 else values)

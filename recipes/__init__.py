@@ -1,0 +1,1 @@
+"""Training recipes: one readable program per task (setup, train loop, evaluation, checkpoints)."""

@@ -1,0 +1,272 @@
+"""Recipe: supervised training on in-memory tensors, for classification and regression.
+
+Read top to bottom: `setup` builds every component from the config, `train` runs the epochs,
+`train_step` is one optimizer step, `evaluate` measures the test split, and `save_checkpoint` /
+`load_checkpoint` hold everything needed to resume exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from trainctl.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    seed_everything,
+    set_rng_state,
+)
+from trainctl.compress import PASSES
+from trainctl.config.schema import Config
+from trainctl.data import load_dataset
+from trainctl.data.loader import BatchLoader
+from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
+from trainctl.evaluation import evaluate
+from trainctl.models import build_model
+from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
+from trainctl.optim import build_optimizer
+from trainctl.optim.schedules import build_scheduler
+from trainctl.tasks import Objective, higher_is_better
+from trainctl.worker import WorkerContext
+
+
+@dataclass
+class Position:
+    """Where training stands: the next epoch and batch to run, and optimizer steps taken so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+class SupervisedRecipe:
+    def __init__(self, cfg: Config, ctx: WorkerContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.trainer = cfg.trainer
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        seed_everything(self.trainer.seed)
+        self.data = load_dataset(self.cfg.data)
+        self.objective = Objective(self.data.spec.task, label_smoothing=self.trainer.label_smoothing)
+        model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
+        self.model = self.ctx.strategy.wrap(model)
+        self.optimizer = build_optimizer(self.cfg.optim, self.model.parameters())
+        self.loader = BatchLoader(
+            self.data.train,
+            self.trainer.batch_size,
+            shuffle=True,
+            seed=self.trainer.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+        )
+        self.steps_per_epoch = len(self.loader)
+        self.total_steps = self.steps_per_epoch * self.trainer.epochs
+        self.scheduler = build_scheduler(
+            self.trainer, self.optimizer, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps
+        )
+        self.monitor = self.trainer.monitor or self.objective.main_metric
+        self.best: float | None = None
+        self.position = Position()
+        self.last_loss = math.nan
+        if self.ctx.resume_from is not None:
+            self.load_checkpoint(self.ctx.resume_from)
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> dict[str, Any]:
+        t = self.trainer
+        self.ctx.reporter.emit(
+            RunStart(
+                run_dir=str(self.ctx.run.path),
+                preset=self.cfg.preset,
+                epochs=t.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                start_epoch=self.position.epoch,
+                start_step=self.position.step,
+                world_size=self.ctx.world_size,
+                parameters=sum(p.numel() for p in self.model.parameters()),
+                train_samples=len(self.data.train),
+                test_samples=len(self.data.test),
+                rank=self.ctx.rank,
+            )
+        )
+        test_metrics: dict[str, float] = {}
+        for epoch in range(self.position.epoch, t.epochs):
+            self.train_epoch(epoch)
+            last = epoch == t.epochs - 1
+            if last or (epoch + 1) % t.eval_every == 0:
+                test_metrics = self.evaluate(epoch)
+                self.remember_best(test_metrics)
+            self.save_checkpoint("last")
+        self.model = PASSES.get(self.cfg.compress.name).build(self.cfg.compress).apply(self.model)
+        if not test_metrics:  # resumed after the last epoch: measure what was saved
+            test_metrics = self.evaluate(t.epochs - 1)
+        return self.summary(test_metrics)
+
+    def train_epoch(self, epoch: int) -> None:
+        t = self.trainer
+        self.model.train()
+        started = window_start = time.perf_counter()
+        window_loss, window_steps, window_samples, epoch_samples = 0.0, 0, 0, 0
+        for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
+            loss = self.train_step(inputs, targets, global_size)
+            self.position = Position(epoch, batch + 1, self.position.step + 1)
+            if not math.isfinite(loss):
+                raise RunFailed(
+                    f"the loss became {loss} at step {self.position.step} (epoch {epoch + 1})",
+                    where=f"last good checkpoint: {self.ctx.run.checkpoint('last')}",
+                    fix="lower optim.lr, set trainer.grad_clip, or check the data",
+                )
+            window_loss += loss
+            window_steps += 1
+            window_samples += global_size
+            epoch_samples += global_size
+            if self.position.step % t.log_every == 0 or batch + 1 == self.steps_per_epoch:
+                now = time.perf_counter()
+                self.last_loss = window_loss / window_steps
+                self.ctx.reporter.emit(
+                    StepRecord(
+                        step=self.position.step,
+                        epoch=epoch,
+                        batch=batch + 1,
+                        loss=self.last_loss,
+                        lr=self.optimizer.param_groups[0]["lr"],
+                        samples_per_s=window_samples / max(now - window_start, 1e-9),
+                        rank=self.ctx.rank,
+                    )
+                )
+                window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, now
+            if self.ctx.stop.requested:
+                self.stop_now()
+        self.position = Position(epoch + 1, 0, self.position.step)
+        self.ctx.reporter.emit(
+            EpochRecord(
+                epoch=epoch,
+                step=self.position.step,
+                seconds=time.perf_counter() - started,
+                samples=epoch_samples,
+                rank=self.ctx.rank,
+            )
+        )
+
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int) -> float:
+        """One optimizer step over this rank's share of a global batch; returns its mean loss."""
+        device = self.ctx.device
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        accum = self.trainer.grad_accum
+        pieces = (
+            zip(inputs.chunk(accum), targets.chunk(accum), strict=True) if accum > 1 else [(inputs, targets)]
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for x, y in pieces:
+            loss = self.objective.loss(self.model(x), y)
+            # Weight each piece by its share of the global batch, so that gradients summed over
+            # pieces and averaged over ranks are those of the mean loss over the global batch.
+            weight = len(y) * self.ctx.world_size / global_size
+            (loss * weight if weight != 1.0 else loss).backward()
+            total += loss.item() * len(y) / len(targets)
+        if self.trainer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
+        if math.isfinite(total):
+            self.optimizer.step()
+            self.scheduler.step()
+        return total
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        started = time.perf_counter()
+        metrics = evaluate(
+            self.model,
+            self.data.test,
+            self.objective,
+            batch_size=self.trainer.eval_batch_size,
+            device=self.ctx.device,
+        )
+        self.ctx.reporter.emit(
+            EvalRecord(
+                step=self.position.step,
+                epoch=epoch,
+                split="test",
+                metrics=metrics,
+                seconds=time.perf_counter() - started,
+                rank=self.ctx.rank,
+            )
+        )
+        return metrics
+
+    def remember_best(self, metrics: dict[str, float]) -> None:
+        if self.monitor not in metrics:
+            raise TrainctlError(
+                f"trainer.monitor='{self.monitor}' is not a metric of this task",
+                fix=f"choose one of: {', '.join(metrics)}",
+            )
+        value = metrics[self.monitor]
+        higher = higher_is_better(self.monitor)
+        if self.best is None or (value > self.best if higher else value < self.best):
+            self.best = value
+            self.save_checkpoint("best")
+
+    def summary(self, test_metrics: dict[str, float]) -> dict[str, Any]:
+        describe = getattr(self.ctx.strategy.unwrap(self.model), "describe", None)
+        learned = describe() if callable(describe) else {}
+        return {
+            "epochs": self.trainer.epochs,
+            "steps": self.position.step,
+            "train loss": self.last_loss,
+            "test": test_metrics,
+            **({"model": learned} if learned else {}),
+            "wall seconds": time.perf_counter() - self.ctx.started,
+            "run dir": str(self.ctx.run.path),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, tag: str) -> None:
+        if not self.ctx.is_main:
+            return
+        state = {
+            "format": FORMAT,
+            "model": self.ctx.strategy.state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "position": asdict(self.position),
+            "best": self.best,
+            "total_steps": self.total_steps,
+            "config": self.ctx.plan.tree,
+        }
+        save_atomic(state, self.ctx.run.checkpoint(tag))
+
+    def load_checkpoint(self, path: Any) -> None:
+        state = load_checkpoint(path)  # `trainctl train --resume` has refused incompatible changes
+        self.ctx.strategy.load_state_dict(self.model, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["total_steps"] != self.total_steps:  # re-plan the schedule from the saved step on
+            self.scheduler.last_epoch -= 1
+            self.scheduler.step()
+        self.position = Position(**state["position"])
+        self.best = state["best"]
+        set_rng_state(state["rng"])
+        self.ctx.message(f"resumed from {path} at epoch {self.position.epoch + 1}, step {self.position.step}")
+
+    def stop_now(self) -> None:
+        self.save_checkpoint("last")
+        raise RunInterrupted(
+            f"stopped at step {self.position.step} (epoch {self.position.epoch + 1}); checkpoint saved",
+            where=str(self.ctx.run.checkpoint("last")),
+            fix=f"continue with: trainctl train --resume {self.ctx.run.path}",
+        )
+
+
+def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
+    recipe = SupervisedRecipe(cfg, ctx)
+    recipe.setup()
+    return recipe.train()

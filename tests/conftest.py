@@ -1,0 +1,49 @@
+"""Shared fixtures: an isolated runs folder per test, the shared data sets, tiny IDX files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes its runs under its own temporary folder."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data sets beside the project (CI always has them)."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"shared data sets not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    """Write `array` (uint8) as a gzipped IDX file with the given magic number."""
+    header = struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> Path:
+    """A data root holding mnist/ with 64 train and 32 test images in the official format."""
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 64), ("t10k", 32)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)), 2049)
+    return folder.parent

@@ -1,0 +1,1 @@
+"""What each CLI command does; cli.py only declares the commands and imports these on demand."""

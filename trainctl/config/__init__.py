@@ -1,0 +1,1 @@
+"""Configuration: dataclass schemas, Hydra composition and validation into one typed Config."""

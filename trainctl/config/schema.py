@@ -1,0 +1,118 @@
+"""Dataclass schemas of the config tree; each component's own fields live beside the component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ComponentConfig:
+    """Base of a config section chosen from a registry by its `name`."""
+
+    name: str = MISSING
+
+
+@dataclass
+class ModelConfig(ComponentConfig):
+    """Base of every `model/` option."""
+
+
+@dataclass
+class DataConfig(ComponentConfig):
+    """Base of every `dataset/` option (the section is called `data`)."""
+
+
+@dataclass
+class FileDataConfig(DataConfig):
+    """A data set read from files under `root` (default $TRAINCTL_DATA_DIR, else ~/.cache/trainctl/data)."""
+
+    root: str = "${oc.env:TRAINCTL_DATA_DIR,'~/.cache/trainctl/data'}"
+    download: bool = True
+
+
+@dataclass
+class OptimConfig(ComponentConfig):
+    """Base of every `optim/` option."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ParallelConfig(ComponentConfig):
+    """Base of every `parallel/` option."""
+
+
+@dataclass
+class CompressConfig(ComponentConfig):
+    """Base of every `compress/` option."""
+
+
+@dataclass
+class LauncherConfig(ComponentConfig):
+    """Base of every `launcher/` option."""
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    step = "step"
+    cosine = "cosine"
+    onecycle = "onecycle"
+    linear = "linear"
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop: length, batching, schedule, evaluation, logging, seed and device."""
+
+    epochs: int = 10
+    batch_size: int = 64  # global: samples per optimizer step over all ranks and accumulation steps
+    grad_accum: int = 1
+    grad_clip: float | None = None  # max global grad norm; null disables clipping
+    schedule: Schedule = Schedule.constant
+    warmup_ratio: float = 0.0  # fraction of all steps spent warming up linearly (cosine, linear, constant)
+    step_size: int = 1  # step schedule: epochs between decays
+    gamma: float = 0.1  # step schedule: decay factor
+    pct_start: float = 0.25  # onecycle: fraction of steps rising to optim.lr
+    min_lr: float = 0.0  # cosine/linear: final learning rate
+    label_smoothing: float = 0.0
+    eval_every: int = 1  # epochs between evaluations (the last epoch always evaluates)
+    eval_batch_size: int = 1024
+    log_every: int = 10  # optimizer steps between logged metrics
+    seed: int = 0
+    device: Device = Device.auto
+    threads: int | None = None  # torch intra-op threads; null keeps torch's default
+    monitor: str | None = None  # metric that picks best.pt; null: the task's main metric
+
+
+@dataclass
+class RunConfig:
+    """Where runs are written: <root>/<preset>/<timestamp>/."""
+
+    root: str = "${oc.env:TRAINCTL_RUNS_DIR,runs}"
+
+
+@dataclass
+class Config:
+    """One validated, resolved experiment: what every later stage receives."""
+
+    preset: str = "mlp_digits"
+    recipe: str = "supervised"
+    model: Any = MISSING
+    data: Any = MISSING
+    optim: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    parallel: Any = MISSING
+    compress: Any = MISSING
+    launcher: Any = MISSING
+    run: RunConfig = field(default_factory=RunConfig)

@@ -1,0 +1,1 @@
+"""One module per data set; each registers itself in trainctl.data.DATASETS."""

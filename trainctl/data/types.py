@@ -1,0 +1,50 @@
+"""What a data set hands to a recipe: splits held as tensors and the shape of the task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+
+class Task(str, Enum):
+    classification = "classification"
+    regression = "regression"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model builder needs to know about the data: input shape and output width."""
+
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    task: Task
+
+
+@dataclass
+class Split:
+    """One split as tensors; a batch is gathered by an index tensor, never sample by sample."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"{len(self.inputs)} inputs but {len(self.targets)} targets")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+
+@dataclass
+class DataBundle:
+    """A loaded data set: train and test splits plus the facts a model and a task need."""
+
+    train: Split
+    test: Split
+    spec: DataSpec
+    class_names: list[str] | None = None

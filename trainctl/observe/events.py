@@ -1,0 +1,107 @@
+"""The records a run emits (start, logged steps, evaluations, epochs, end) and the fan-out Reporter."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class RunStart:
+    run_dir: str
+    preset: str
+    epochs: int
+    steps_per_epoch: int
+    start_epoch: int
+    start_step: int
+    world_size: int
+    parameters: int
+    train_samples: int
+    test_samples: int
+    rank: int = 0
+
+
+@dataclass
+class StepRecord:
+    """Training progress averaged over the steps since the previous record."""
+
+    step: int
+    epoch: int
+    batch: int  # batches done in this epoch
+    loss: float
+    lr: float
+    samples_per_s: float
+    rank: int = 0
+    kind: str = "train"
+
+
+@dataclass
+class EvalRecord:
+    step: int
+    epoch: int
+    split: str
+    metrics: dict[str, float]
+    seconds: float
+    rank: int = 0
+    kind: str = "eval"
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    seconds: float  # training time of the epoch: evaluation and checkpointing excluded
+    samples: int
+    rank: int = 0
+    kind: str = "epoch"
+
+
+@dataclass
+class Message:
+    text: str
+    level: str = "info"
+    rank: int = 0
+    kind: str = "message"
+
+
+@dataclass
+class RunEnd:
+    status: str  # finished | failed | interrupted
+    summary: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0
+    kind: str = "end"
+
+
+Event = RunStart | StepRecord | EvalRecord | EpochRecord | Message | RunEnd
+
+
+def to_record(event: Event) -> dict[str, Any]:
+    """An event as a flat JSON-ready dict (evaluation metrics are lifted to the top level)."""
+    record = asdict(event)
+    metrics = record.pop("metrics", None)
+    if metrics:
+        record.update(metrics)
+    return record
+
+
+class Sink(Protocol):
+    """Anything that consumes events: the console, metrics.jsonl, train.log, a logger service."""
+
+    def emit(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Reporter:
+    """Fans every event out to its sinks."""
+
+    def __init__(self, sinks: list[Sink] | None = None) -> None:
+        self.sinks: list[Sink] = list(sinks or [])
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()

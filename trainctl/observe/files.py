@@ -1,0 +1,79 @@
+"""Sinks that keep a run's records on disk: metrics.jsonl (structured) and train.log (readable)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import IO
+
+from trainctl.observe.events import (
+    EpochRecord,
+    EvalRecord,
+    Event,
+    Message,
+    RunEnd,
+    RunStart,
+    StepRecord,
+    to_record,
+)
+
+
+class JsonlMetrics:
+    """One JSON object per logged step, evaluation and epoch, appended to metrics.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.file: IO[str] = path.open("a", buffering=1)
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, StepRecord | EvalRecord | EpochRecord):
+            record = to_record(event)
+            record["time"] = round(time.time(), 3)
+            self.file.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    parts = []
+    for key, value in metrics.items():
+        parts.append(f"{key} {value:.2%}" if key == "accuracy" else f"{key} {value:.4g}")
+    return " ".join(parts)
+
+
+class TextLog:
+    """A human-readable log of the run: start, epochs, evaluations, messages and the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.file: IO[str] = path.open("a", buffering=1)
+
+    def write(self, text: str) -> None:
+        self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, RunStart):
+            self.write(
+                f"start {event.preset}: {event.epochs} epochs x {event.steps_per_epoch} steps, "
+                f"from epoch {event.start_epoch} step {event.start_step}, "
+                f"{event.parameters:,} parameters, {event.train_samples} train / "
+                f"{event.test_samples} test samples, world size {event.world_size}"
+            )
+        elif isinstance(event, StepRecord):
+            self.write(
+                f"step {event.step} epoch {event.epoch} loss {event.loss:.4f} lr {event.lr:.3g} "
+                f"{event.samples_per_s:.0f} samples/s"
+            )
+        elif isinstance(event, EpochRecord):
+            self.write(f"epoch {event.epoch} done in {event.seconds:.2f}s ({event.samples} samples)")
+        elif isinstance(event, EvalRecord):
+            self.write(
+                f"eval {event.split} epoch {event.epoch} step {event.step}: {format_metrics(event.metrics)}"
+            )
+        elif isinstance(event, Message):
+            self.write(f"{event.level}: {event.text}")
+        elif isinstance(event, RunEnd):
+            self.write(f"end: {event.status} {event.summary}")
+
+    def close(self) -> None:
+        self.file.close()

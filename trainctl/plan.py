@@ -1,0 +1,131 @@
+"""From a validated Config to a Plan: world size, batch layout, device, run dir and cross-field checks."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from trainctl.config.compose import Composed
+from trainctl.config.schema import Config, Device
+from trainctl.errors import TrainctlError
+
+
+@dataclass
+class Plan:
+    """Everything a launcher needs, decided once in the parent and handed to every rank."""
+
+    config: Config
+    tree: dict[str, Any]  # the resolved config as plain data: what config.yaml holds
+    overrides: list[str]
+    world_size: int
+    global_batch: int
+    per_rank_batch: int
+    micro_batch: int
+    device: str
+    checks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things composition changed that the user should know
+    run_dir: Path | None = None
+    resume_from: Path | None = None
+
+
+def require(ok: bool, passed: str, what: str, fix: str, checks: list[str]) -> None:
+    """Record a passed cross-field check, or stop with a TrainctlError."""
+    if not ok:
+        raise TrainctlError(what, fix=fix)
+    checks.append(passed)
+
+
+def make_plan(composed: Composed) -> Plan:
+    """Check the config as a whole and derive the numbers every rank shares."""
+    from trainctl.launch import build_launcher
+
+    cfg = composed.config
+    t = cfg.trainer
+    checks: list[str] = []
+    world = build_launcher(cfg.launcher).world_size()
+    for key in ("epochs", "batch_size", "grad_accum", "log_every", "eval_every", "eval_batch_size"):
+        value = getattr(t, key)
+        require(
+            value >= 1,
+            f"trainer.{key} >= 1",
+            f"trainer.{key} must be at least 1, got {value}",
+            f"set trainer.{key}=1 or more",
+            checks,
+        )
+    per_rank, rest = divmod(t.batch_size, world)
+    require(
+        rest == 0,
+        f"batch_size {t.batch_size} divides over {world} rank(s)",
+        f"trainer.batch_size={t.batch_size} does not divide over {world} ranks",
+        f"use a multiple of {world}",
+        checks,
+    )
+    micro, rest = divmod(per_rank, t.grad_accum)
+    require(
+        rest == 0,
+        f"per-rank batch {per_rank} divides into {t.grad_accum} accumulation step(s)",
+        f"per-rank batch {per_rank} does not divide into trainer.grad_accum={t.grad_accum} micro-batches",
+        "make trainer.batch_size a multiple of world size x grad_accum",
+        checks,
+    )
+    require(
+        0.0 <= t.warmup_ratio < 1.0,
+        "0 <= trainer.warmup_ratio < 1",
+        f"trainer.warmup_ratio must be in [0, 1), got {t.warmup_ratio}",
+        "use e.g. 0.06",
+        checks,
+    )
+    require(
+        0.0 < t.pct_start < 1.0,
+        "0 < trainer.pct_start < 1",
+        f"trainer.pct_start must be in (0, 1), got {t.pct_start}",
+        "use e.g. 0.25",
+        checks,
+    )
+    require(
+        importlib.util.find_spec(f"recipes.{cfg.recipe}") is not None,
+        f"recipe '{cfg.recipe}' exists",
+        f"no recipe named '{cfg.recipe}'",
+        "recipes live in recipes/<name>.py",
+        checks,
+    )
+    device = resolve_device(t.device)
+    checks.append(f"device {device}")
+    check_optimizer(cfg, checks)
+    tree = OmegaConf.to_container(composed.tree, enum_to_str=True)
+    return Plan(
+        cfg, tree, composed.overrides, world, t.batch_size, per_rank, micro, device, checks, composed.notes
+    )
+
+
+def resolve_device(device: Device | str) -> str:
+    """`auto` means cuda when a GPU is visible, else cpu; asking for a missing GPU is an error."""
+    import torch
+
+    name = Device(device).value
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainctlError("trainer.device=cuda but no GPU is visible", fix="use trainer.device=auto or cpu")
+    return name
+
+
+def check_optimizer(cfg: Config, checks: list[str]) -> None:
+    """Build the optimizer once on a dummy parameter so torch validates its settings up front."""
+    import torch
+
+    from trainctl.optim import build_optimizer
+
+    try:
+        build_optimizer(cfg.optim, [torch.nn.Parameter(torch.zeros(1))])
+    except ValueError as exc:
+        raise TrainctlError(
+            f"invalid optimizer settings: {exc}",
+            where="optim",
+            fix="see `trainctl configs show` for the optim keys",
+        ) from None
+    checks.append(f"optimizer {cfg.optim.name} accepts its settings")

@@ -1,0 +1,70 @@
+"""Name -> (config schema, builder) registries that discover their entries from one package."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from trainctl.errors import TrainctlError, suggestion
+
+B = TypeVar("B", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Entry(Generic[B]):
+    """One registered component: its name, its config dataclass and the function that builds it."""
+
+    name: str
+    schema: type
+    build: B
+
+
+class Registry(Generic[B]):
+    """Components of one kind; every module of `package` registers its entries when imported.
+
+    Adding a model, data set, optimizer, strategy or launcher is one module in the package and
+    one YAML file in conf/; nothing else changes.
+    """
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self.package = package
+        self._entries: dict[str, Entry[B]] = {}
+        self._discovered = False
+
+    def register(self, name: str, schema: type) -> Callable[[B], B]:
+        """Decorator: register `build` under `name` with its config dataclass `schema`."""
+
+        def decorator(build: B) -> B:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = Entry(name, schema, build)
+            return build
+
+        return decorator
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        pkg = importlib.import_module(self.package)  # a plain module registers on import
+        for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{info.name}")
+
+    def names(self) -> list[str]:
+        self._discover()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Entry[B]:
+        self._discover()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise TrainctlError(
+                f"unknown {self.kind} '{name}'.{suggestion(name, self._entries)}",
+                fix=f"choose one of: {', '.join(self.names())}",
+            ) from None

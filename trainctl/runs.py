@@ -1,0 +1,109 @@
+"""Run identity and layout: one directory per run, its metadata, and the `latest` link."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainctl.errors import TrainctlError
+
+TIMESTAMP = "%Y%m%d-%H%M%S"
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run: runs/<preset>/<timestamp>/."""
+
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def overrides_file(self) -> Path:
+        return self.path / "overrides.yaml"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint(self, tag: str = "last") -> Path:
+        return self.checkpoints / f"{tag}.pt"
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.meta_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def update_meta(self, **fields: Any) -> None:
+        """Merge `fields` into run.json, atomically."""
+        meta = self.read_meta() | fields
+        tmp = self.meta_file.with_name(".run.json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, self.meta_file)
+
+
+def default_runs_root() -> Path:
+    """Where runs live when no config says otherwise: $TRAINCTL_RUNS_DIR, else ./runs."""
+    return Path(os.environ.get("TRAINCTL_RUNS_DIR", "runs"))
+
+
+def create_run_dir(root: Path, name: str) -> RunDir:
+    """A new, empty run directory <root>/<name>/<timestamp>[-N] and `latest` pointing at it."""
+    parent = root / name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime(TIMESTAMP)
+    for attempt in range(1000):
+        path = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "checkpoints").mkdir()
+        point_latest(root, path)
+        return RunDir(path)
+    raise TrainctlError(f"cannot create a run directory under {parent}")
+
+
+def point_latest(root: Path, path: Path) -> None:
+    """Make <root>/latest a relative link to `path`, replacing the old link atomically."""
+    link = root / LATEST
+    tmp = root / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(path.relative_to(root))
+    os.replace(tmp, link)
+
+
+def resolve_run(arg: str, root: Path) -> RunDir:
+    """A run directory from a path or `latest` (under `root`); a TrainctlError when it is none."""
+    path = root / LATEST if arg == LATEST else Path(arg)
+    if arg == LATEST and not path.exists():
+        raise TrainctlError(f"no runs yet under {root}", fix="train one first, or give a run directory")
+    path = path.resolve()
+    if path.is_file() and path.suffix == ".pt" and path.parent.name == "checkpoints":
+        path = path.parent.parent
+    if not (path / "config.yaml").is_file():
+        raise TrainctlError(
+            f"not a run directory (no config.yaml): {path}",
+            fix=f"give a folder under {root}/<preset>/, or 'latest'",
+        )
+    return RunDir(path)
