@@ -55,7 +55,8 @@ def test_bad_input_exits_2_with_a_hint_and_writes_nothing(
 
 
 def test_typo_through_the_installed_command(runs_root: Path) -> None:
-    result = subprocess.run(["trainctl", "train", "optim.lrr=0.1"], capture_output=True, text=True)
+    installed = Path(sys.executable).parent / "trainctl"
+    result = subprocess.run([str(installed), "train", "optim.lrr=0.1"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "optim.lr" in result.stderr and "Traceback" not in result.stderr
     assert not runs_root.exists()
