@@ -86,7 +86,9 @@ def eval_command(
 
     result = evaluate_checkpoint(target, overrides or [], tag="best" if best else "last")
     metrics = {k: v for k, v in result.items() if k not in ("checkpoint", "samples")}
-    Console().print(f"{result['checkpoint']}: test ({result['samples']} samples) {format_metrics(metrics)}")
+    Console(soft_wrap=True).print(
+        f"{result['checkpoint']}: test ({result['samples']} samples) {format_metrics(metrics)}"
+    )
 
 
 @app.command()
