@@ -24,7 +24,7 @@ def data_root() -> Path:
 def run_trainctl(args: list[str], threads: int) -> list[dict]:
     """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records."""
     with tempfile.TemporaryDirectory() as runs:
-        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs, "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs}
         main, secondary = pty.openpty()
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainctl", "train", *args, f"trainer.threads={threads}"],

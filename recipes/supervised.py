@@ -2,14 +2,18 @@
 
 Read top to bottom: `setup` builds every component from the config, `train` runs the epochs,
 `train_step` is one optimizer step, `evaluate` measures the test split, and `save_checkpoint` /
-`load_checkpoint` hold everything needed to resume exactly where the run stopped.
+`load_checkpoint` hold everything needed to resume exactly where the run stopped. The parallel
+strategy (ctx.strategy) decides how ranks share the model and the data; with one process it
+changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,13 +29,12 @@ from trainctl.checkpoint import (
 from trainctl.compress import PASSES
 from trainctl.config.schema import Config
 from trainctl.data import load_dataset
-from trainctl.data.loader import BatchLoader
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.evaluation import evaluate
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.optim import build_optimizer
 from trainctl.optim.schedules import build_scheduler
+from trainctl.parallel.collectives import gather_to_rank0
 from trainctl.tasks import Objective, higher_is_better
 from trainctl.worker import WorkerContext
 
@@ -50,23 +53,18 @@ class SupervisedRecipe:
         self.cfg = cfg
         self.ctx = ctx
         self.trainer = cfg.trainer
+        self.strategy = ctx.strategy
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        seed_everything(self.trainer.seed)
+        seed_everything(self.trainer.seed)  # the same initial weights on every rank
         self.data = load_dataset(self.cfg.data)
         self.objective = Objective(self.data.spec.task, label_smoothing=self.trainer.label_smoothing)
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
-        self.model = self.ctx.strategy.wrap(model)
+        seed_everything(self.trainer.seed + self.ctx.rank)  # then each rank its own dropout masks
+        self.model = self.strategy.wrap(model)
         self.optimizer = build_optimizer(self.cfg.optim, self.model.parameters())
-        self.loader = BatchLoader(
-            self.data.train,
-            self.trainer.batch_size,
-            shuffle=True,
-            seed=self.trainer.seed,
-            rank=self.ctx.rank,
-            world_size=self.ctx.world_size,
-        )
+        self.loader = self.strategy.train_loader(self.data.train, self.trainer.batch_size, self.trainer.seed)
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * self.trainer.epochs
         self.scheduler = build_scheduler(
@@ -117,6 +115,7 @@ class SupervisedRecipe:
         window_loss, window_steps, window_samples, epoch_samples = 0.0, 0, 0, 0
         for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
             loss = self.train_step(inputs, targets, global_size)
+            loss, stop = self.strategy.reduce_step(loss, self.ctx.stop.requested)  # every rank agrees
             self.position = Position(epoch, batch + 1, self.position.step + 1)
             if not math.isfinite(loss):
                 raise RunFailed(
@@ -143,7 +142,7 @@ class SupervisedRecipe:
                     )
                 )
                 window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, now
-            if self.ctx.stop.requested:
+            if stop:
                 self.stop_now()
         self.position = Position(epoch + 1, 0, self.position.step)
         self.ctx.reporter.emit(
@@ -160,35 +159,35 @@ class SupervisedRecipe:
         """One optimizer step over this rank's share of a global batch; returns its mean loss."""
         device = self.ctx.device
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        accum = self.trainer.grad_accum
-        pieces = (
-            zip(inputs.chunk(accum), targets.chunk(accum), strict=True) if accum > 1 else [(inputs, targets)]
-        )
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for x, y in pieces:
-            loss = self.objective.loss(self.model(x), y)
-            # Weight each piece by its share of the global batch, so that gradients summed over
-            # pieces and averaged over ranks are those of the mean loss over the global batch.
-            weight = len(y) * self.ctx.world_size / global_size
-            (loss * weight if weight != 1.0 else loss).backward()
-            total += loss.item() * len(y) / len(targets)
+        if self.strategy.owns_step:  # a pipeline schedule interleaves forward and backward itself
+            total = self.strategy.step(self.model, inputs, targets, self.objective)
+        else:
+            accum = self.trainer.grad_accum
+            pieces = list(zip(inputs.chunk(accum), targets.chunk(accum), strict=True))
+            total = 0.0
+            for i, (x, y) in enumerate(pieces):
+                last_piece = i == len(pieces) - 1  # gradients are synchronised once, on the last piece
+                with contextlib.nullcontext() if last_piece else self.strategy.no_sync(self.model):
+                    loss = self.objective.loss(self.model(x), y)
+                    # Weight each piece by its share of the global batch: gradients summed over
+                    # pieces and averaged over ranks are then those of the global batch's mean loss.
+                    weight = len(y) * self.loader.world_size / global_size
+                    (loss * weight if weight != 1.0 else loss).backward()
+                total += loss.item() * len(y) / len(targets)
         if self.trainer.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
+            self.strategy.clip_grad_norm(self.model, self.trainer.grad_clip)
         if math.isfinite(total):
             self.optimizer.step()
             self.scheduler.step()
+            self.strategy.after_step(self.model)
         return total
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
-        metrics = evaluate(
-            self.model,
-            self.data.test,
-            self.objective,
-            batch_size=self.trainer.eval_batch_size,
-            device=self.ctx.device,
+        metrics = self.strategy.evaluate(
+            self.model, self.data.test, self.objective, self.trainer.eval_batch_size
         )
         self.ctx.reporter.emit(
             EvalRecord(
@@ -215,7 +214,7 @@ class SupervisedRecipe:
             self.save_checkpoint("best")
 
     def summary(self, test_metrics: dict[str, float]) -> dict[str, Any]:
-        describe = getattr(self.ctx.strategy.unwrap(self.model), "describe", None)
+        describe = getattr(self.strategy.unwrap(self.model), "describe", None)
         learned = describe() if callable(describe) else {}
         return {
             "epochs": self.trainer.epochs,
@@ -229,32 +228,41 @@ class SupervisedRecipe:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, tag: str) -> None:
+        """Every rank contributes (sharded state, RNG); rank 0 writes <tag>.pt atomically."""
+        folder = self.ctx.run.checkpoints
+        entries = self.strategy.checkpoint_state(self.model, self.optimizer, folder, tag, self.position.step)
+        rngs = gather_to_rank0(rng_state())
         if not self.ctx.is_main:
             return
         state = {
             "format": FORMAT,
-            "model": self.ctx.strategy.state_dict(self.model),
-            "optimizer": self.optimizer.state_dict(),
+            **entries,
             "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
+            "rng": rngs,
             "position": asdict(self.position),
             "best": self.best,
             "total_steps": self.total_steps,
+            "world_size": self.ctx.world_size,
             "config": self.ctx.plan.tree,
         }
         save_atomic(state, self.ctx.run.checkpoint(tag))
+        self.strategy.checkpoint_written(folder, tag, state)
 
-    def load_checkpoint(self, path: Any) -> None:
+    def load_checkpoint(self, path: Path) -> None:
         state = load_checkpoint(path)  # `trainctl train --resume` has refused incompatible changes
-        self.ctx.strategy.load_state_dict(self.model, state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state["world_size"] != self.ctx.world_size:
+            raise TrainctlError(
+                f"the checkpoint has {state['world_size']} rank(s), this run {self.ctx.world_size}",
+                fix="resume with the launcher settings of the original run",
+            )
+        self.strategy.restore(self.model, self.optimizer, state, path.parent, path.stem)
         self.scheduler.load_state_dict(state["scheduler"])
         if state["total_steps"] != self.total_steps:  # re-plan the schedule from the saved step on
             self.scheduler.last_epoch -= 1
             self.scheduler.step()
         self.position = Position(**state["position"])
         self.best = state["best"]
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"][self.ctx.rank])
         self.ctx.message(f"resumed from {path} at epoch {self.position.epoch + 1}, step {self.position.step}")
 
     def stop_now(self) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SINGLE = ["launcher.nproc=1", "parallel=none"]  # the in-process, one-rank launch
 SHARED_DATA = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
@@ -37,13 +40,39 @@ def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.fixture
-def tiny_mnist(tmp_path: Path) -> Path:
-    """A data root holding mnist/ with 64 train and 32 test images in the official format."""
-    folder = tmp_path / "data" / "mnist"
+def make_tiny_mnist(root: Path) -> Path:
+    """Write mnist/ under `root` with 64 train and 32 test images in the official format."""
+    folder = root / "mnist"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 64), ("t10k", 32)):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)), 2049)
-    return folder.parent
+    return root
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> Path:
+    """A data root holding a tiny MNIST that the test may damage."""
+    return make_tiny_mnist(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a tiny MNIST shared by a module's tests (read only)."""
+    return make_tiny_mnist(tmp_path_factory.mktemp("data"))
+
+
+def trainctl(
+    *args: str, runs: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the trainctl command in a fresh process (multi-process launches fork from it, not from pytest)."""
+    full_env = {**os.environ, "TRAINCTL_RUNS_DIR": str(runs), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "trainctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=REPO,
+    )

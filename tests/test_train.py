@@ -15,6 +15,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from tests.conftest import SINGLE, trainctl
 from trainctl.checkpoint import load_checkpoint
 from trainctl.cli import app
 from trainctl.commands.train import train
@@ -34,10 +35,10 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
         assert torch.equal(a[key], b[key]), key
 
 
-def test_default_job_prints_test_accuracy_and_writes_the_run(runs_root: Path) -> None:
-    result = runner.invoke(app, ["train"])
-    assert result.exit_code == 0, result.output
-    assert "test accuracy" in result.output
+def test_default_job_trains_on_two_ddp_workers_and_writes_the_run(runs_root: Path) -> None:
+    result = trainctl("train", runs=runs_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test accuracy" in result.stdout and "ranks" in result.stdout
     run = (runs_root / "latest").resolve()
     assert run.parent == runs_root / "mlp_digits"
     for name in (
@@ -48,6 +49,8 @@ def test_default_job_prints_test_accuracy_and_writes_the_run(runs_root: Path) ->
         "run.json",
         "checkpoints/last.pt",
         "checkpoints/best.pt",
+        "logs/rank0.log",
+        "logs/rank1.log",
     ):
         assert (run / name).is_file(), name
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -55,18 +58,21 @@ def test_default_job_prints_test_accuracy_and_writes_the_run(runs_root: Path) ->
     evals = [r for r in records if r["kind"] == "eval"]
     assert {"step", "epoch", "loss", "lr", "samples_per_s"} <= steps[0].keys()
     assert len(evals) == 20 and evals[-1]["accuracy"] > 0.9
-    assert json.loads((run / "run.json").read_text())["status"] == "finished"
-    assert yaml.safe_load((run / "config.yaml").read_text())["preset"] == "mlp_digits"
+    assert all(r["rank"] == 0 for r in records)  # reduced across ranks, written once
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "finished"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["preset"] == "mlp_digits" and config["parallel"]["name"] == "ddp"
 
 
 def test_linreg_learns_weight_two() -> None:
-    summary = train(["conf=linreg"])
+    summary = train(["conf=linreg", *SINGLE])
     assert summary["model"]["weight"] == pytest.approx(2.0, abs=1e-3)
     assert summary["model"]["bias"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_two_epochs_plus_resume_equals_four_straight(runs_root: Path) -> None:
-    common = ["trainer.schedule=constant", "model.dropout=0.2", "optim=sgd", "optim.lr=0.05"]
+    common = ["trainer.schedule=constant", "model.dropout=0.2", "optim=sgd", "optim.lr=0.05", *SINGLE]
     train([*common, "trainer.epochs=4", "run.root=" + str(runs_root / "straight")])
     train([*common, "trainer.epochs=2"])
     summary = train(["trainer.epochs=4"], resume="latest")
@@ -89,7 +95,7 @@ def test_two_epochs_plus_resume_equals_four_straight(runs_root: Path) -> None:
 def test_resume_refuses_changes_that_break_the_checkpoint(
     runs_root: Path, override: str, message: str
 ) -> None:
-    train(["trainer.epochs=1"])
+    train(["trainer.epochs=1", *SINGLE])
     config = (runs_root / "latest" / "config.yaml").read_text()
     result = runner.invoke(app, ["train", "--resume", "latest", override])
     assert result.exit_code == 2 and message in result.output
@@ -97,7 +103,7 @@ def test_resume_refuses_changes_that_break_the_checkpoint(
 
 
 def test_ctrl_c_checkpoints_and_resume_matches_an_uninterrupted_run(runs_root: Path, tmp_path: Path) -> None:
-    args = ["trainer.epochs=150", "model.dropout=0.2"]
+    args = ["trainer.epochs=150", "model.dropout=0.2", *SINGLE]
     env = {**os.environ, "TRAINCTL_RUNS_DIR": str(tmp_path / "interrupted")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainctl", "train", *args],
@@ -141,7 +147,7 @@ def test_ctrl_c_checkpoints_and_resume_matches_an_uninterrupted_run(runs_root: P
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(runs_root: Path) -> None:
     # The step schedule multiplies the rate by 1e8 after the first epoch: the second one diverges.
     with pytest.raises(RunFailed, match=r"the loss became (nan|inf) at step (\d+)") as info:
-        train(["conf=linreg", "trainer.schedule=step", "trainer.gamma=1e8"])
+        train(["conf=linreg", "trainer.schedule=step", "trainer.gamma=1e8", *SINGLE])
     step = int(info.value.what.split("at step ")[1].split()[0])
     assert step > 100  # the first epoch (100 steps) was fine
     run = (runs_root / "latest").resolve()
@@ -152,7 +158,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 
 def test_eval_reports_the_same_accuracy_as_training(runs_root: Path) -> None:
-    summary = train(["trainer.epochs=3"])
+    summary = train(["trainer.epochs=3", *SINGLE])
     result = runner.invoke(app, ["eval", "latest"])
     assert result.exit_code == 0, result.output
     assert f"accuracy {summary['test']['accuracy']:.2%}" in result.output
@@ -162,5 +168,5 @@ def test_eval_reports_the_same_accuracy_as_training(runs_root: Path) -> None:
 
 
 def test_mlp_mnist_reaches_98_5_percent_on_the_shared_split(shared_data: Path) -> None:
-    summary = train(["conf=mlp_mnist", f"data.root={shared_data}"])
+    summary = train(["conf=mlp_mnist", f"data.root={shared_data}", *SINGLE])
     assert summary["test"]["accuracy"] >= 0.985

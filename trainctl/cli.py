@@ -41,7 +41,7 @@ def user_errors(command: F) -> F:
             from rich.console import Console
             from rich.markup import escape
 
-            console = Console(stderr=True)
+            console = Console(stderr=True, soft_wrap=True)
             console.print(f"[bold red]error:[/] {escape(exc.what)}")
             if exc.where:
                 console.print(f"  [bold]where:[/] {escape(exc.where)}")

@@ -1,8 +1,10 @@
-"""From a validated Config to a Plan: world size, batch layout, device, run dir and cross-field checks."""
+"""From a validated Config to a Plan: world size, batches, device, data and cross-field checks."""
 
 from __future__ import annotations
 
 import importlib.util
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from omegaconf import OmegaConf
 
 from trainctl.config.compose import Composed
 from trainctl.config.schema import Config, Device
+from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
 
 
@@ -26,10 +29,19 @@ class Plan:
     per_rank_batch: int
     micro_batch: int
     device: str
+    threads_per_worker: int
+    spec: DataSpec | None = None
+    train_samples: int | None = None  # None when the data set is not on disk yet (dry runs)
+    test_samples: int | None = None
     checks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things composition changed that the user should know
+    collective_timeout_s: float = 600.0
     run_dir: Path | None = None
     resume_from: Path | None = None
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        return None if self.train_samples is None else math.ceil(self.train_samples / self.global_batch)
 
 
 def require(ok: bool, passed: str, what: str, fix: str, checks: list[str]) -> None:
@@ -39,14 +51,30 @@ def require(ok: bool, passed: str, what: str, fix: str, checks: list[str]) -> No
     checks.append(passed)
 
 
-def make_plan(composed: Composed) -> Plan:
-    """Check the config as a whole and derive the numbers every rank shares."""
+def make_plan(composed: Composed, *, world_size: int | None = None, download: bool = True) -> Plan:
+    """Check the config as a whole and derive the numbers every rank shares.
+
+    `world_size` comes from the environment when an outside launcher (torchrun, srun) started us;
+    otherwise the launcher config decides it. With `download`, missing data files are fetched now,
+    once, before any worker starts.
+    """
+    from trainctl.data import prepare_dataset
     from trainctl.launch import build_launcher
+    from trainctl.models import build_model
+    from trainctl.parallel import build_strategy
 
     cfg = composed.config
     t = cfg.trainer
     checks: list[str] = []
-    world = build_launcher(cfg.launcher).world_size()
+    launcher = build_launcher(cfg.launcher)
+    checks += launcher.check() if world_size is None else []
+    world = world_size or launcher.world_size()
+    require(
+        world >= 1, f"world size {world}", f"the launcher asks for {world} processes", "use 1 or more", checks
+    )
+    info = prepare_dataset(cfg.data, download=download)
+    strategy = build_strategy(cfg.parallel)
+    checks += strategy.check(cfg, world, lambda: build_model(cfg.model, info.spec))
     for key in ("epochs", "batch_size", "grad_accum", "log_every", "eval_every", "eval_batch_size"):
         value = getattr(t, key)
         require(
@@ -56,12 +84,13 @@ def make_plan(composed: Composed) -> Plan:
             f"set trainer.{key}=1 or more",
             checks,
         )
-    per_rank, rest = divmod(t.batch_size, world)
+    data_world = strategy.data_world_for(world)
+    per_rank, rest = divmod(t.batch_size, data_world)
     require(
         rest == 0,
-        f"batch_size {t.batch_size} divides over {world} rank(s)",
-        f"trainer.batch_size={t.batch_size} does not divide over {world} ranks",
-        f"use a multiple of {world}",
+        f"batch_size {t.batch_size} divides over {data_world} data-parallel rank(s)",
+        f"trainer.batch_size={t.batch_size} does not divide over {data_world} ranks",
+        f"use a multiple of {data_world}",
         checks,
     )
     micro, rest = divmod(per_rank, t.grad_accum)
@@ -96,9 +125,26 @@ def make_plan(composed: Composed) -> Plan:
     device = resolve_device(t.device)
     checks.append(f"device {device}")
     check_optimizer(cfg, checks)
+    local_procs = (
+        int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
+    )
+    threads = t.threads or max(1, (os.cpu_count() or 1) // local_procs)
     tree = OmegaConf.to_container(composed.tree, enum_to_str=True)
     return Plan(
-        cfg, tree, composed.overrides, world, t.batch_size, per_rank, micro, device, checks, composed.notes
+        cfg,
+        tree,
+        composed.overrides,
+        world,
+        t.batch_size,
+        per_rank,
+        micro,
+        device,
+        threads,
+        spec=info.spec,
+        train_samples=info.train_samples,
+        test_samples=info.test_samples,
+        checks=checks,
+        notes=composed.notes,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from trainctl.errors import TrainctlError, suggestion
@@ -20,6 +20,7 @@ class Entry(Generic[B]):
     name: str
     schema: type
     build: B
+    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)  # optional extras, e.g. `prepare`
 
 
 class Registry(Generic[B]):
@@ -35,13 +36,13 @@ class Registry(Generic[B]):
         self._entries: dict[str, Entry[B]] = {}
         self._discovered = False
 
-    def register(self, name: str, schema: type) -> Callable[[B], B]:
+    def register(self, name: str, schema: type, **hooks: Callable[..., Any]) -> Callable[[B], B]:
         """Decorator: register `build` under `name` with its config dataclass `schema`."""
 
         def decorator(build: B) -> B:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
-            self._entries[name] = Entry(name, schema, build)
+            self._entries[name] = Entry(name, schema, build, dict(hooks))
             return build
 
         return decorator

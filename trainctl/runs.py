@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from trainctl.errors import TrainctlError
 
@@ -42,6 +45,10 @@ class RunDir:
         return self.path / "run.json"
 
     @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
@@ -60,6 +67,22 @@ class RunDir:
         tmp = self.meta_file.with_name(".run.json.tmp")
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, self.meta_file)
+
+
+def record_run(run: RunDir, tree: dict[str, Any], overrides: list[str], preset: str) -> None:
+    """config.yaml, overrides.yaml and run.json: the run's identity, written once (by the parent, or
+    by rank 0 when every node's parent is the same command)."""
+    if run.config_file.exists():
+        return
+    run.config_file.write_text(yaml.safe_dump(tree, sort_keys=False))
+    run.overrides_file.write_text(yaml.safe_dump(list(overrides)))
+    run.update_meta(
+        id=f"{run.path.parent.name}/{run.path.name}",
+        preset=preset,
+        status="created",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        command=["trainctl", *sys.argv[1:]],
+    )
 
 
 def default_runs_root() -> Path:
@@ -82,6 +105,13 @@ def create_run_dir(root: Path, name: str) -> RunDir:
         point_latest(root, path)
         return RunDir(path)
     raise TrainctlError(f"cannot create a run directory under {parent}")
+
+
+def named_run_dir(path: Path) -> RunDir:
+    """A run directory whose name was agreed in advance (a multi-node run id, $TRAINCTL_RUN_DIR)."""
+    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    point_latest(path.parent.parent, path)
+    return RunDir(path)
 
 
 def point_latest(root: Path, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One worker process: device, threads, event sinks and the stop flag; then the recipe runs."""
+"""One worker process: device, threads, event sinks, the parallel strategy and the stop flag; then
+the recipe runs."""
 
 from __future__ import annotations
 
@@ -15,31 +16,38 @@ import torch
 
 from trainctl.errors import RunInterrupted
 from trainctl.observe.events import Message, Reporter, RunEnd, Sink
-from trainctl.parallel import STRATEGIES, Strategy
+from trainctl.parallel import build_strategy
+from trainctl.parallel.base import Strategy
 from trainctl.plan import Plan
-from trainctl.runs import RunDir
+from trainctl.runs import RunDir, record_run
+
+REPEAT_WINDOW_S = 2.0  # a second signal this soon after the first is the same request (terminal + agent)
 
 
 class StopFlag:
-    """Set by the first Ctrl-C: the recipe checkpoints after the current step and stops cleanly."""
+    """Set by Ctrl-C or SIGTERM: the recipe checkpoints after the current step and stops cleanly."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.first_at = 0.0
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:  # a second Ctrl-C aborts at once
+        now = time.monotonic()
+        if self.requested and now - self.first_at > REPEAT_WINDOW_S:  # asked twice: abort at once
             raise KeyboardInterrupt
-        self.requested = True
+        if not self.requested:
+            self.requested, self.first_at = True, now
 
     def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 @dataclass
@@ -66,54 +74,71 @@ class WorkerContext:
 
 
 def default_sinks(run: RunDir, rank: int, console: bool) -> list[Sink]:
-    """Rank 0 prints and writes metrics.jsonl and train.log."""
+    """Rank 0 writes metrics.jsonl and train.log (and prints, in a one-process run); a launched rank
+    also keeps logs/rank<N>.events.jsonl, which the parent's live view reads, and logs/rank<N>.log."""
     from trainctl.observe.console import ConsoleView
-    from trainctl.observe.files import JsonlMetrics, TextLog
+    from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
 
-    if rank != 0:
-        return []
-    sinks: list[Sink] = [JsonlMetrics(run.metrics_file), TextLog(run.log_file)]
-    if console:
-        sinks.insert(0, ConsoleView())
+    sinks: list[Sink] = []
+    if rank == 0:
+        sinks += [JsonlMetrics(run.metrics_file), TextLog(run.log_file)]
+        if console:
+            sinks.insert(0, ConsoleView())
+    if not console:
+        sinks += [EventFile(run.logs / f"rank{rank}.events.jsonl"), TextLog(run.logs / f"rank{rank}.log")]
     return sinks
 
 
 def run_worker(
-    plan: Plan, *, rank: int = 0, world_size: int = 1, console: bool = True, sinks: list[Sink] | None = None
+    plan: Plan,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    local_rank: int = 0,
+    restart: int = 0,
+    console: bool = True,
+    sinks: list[Sink] | None = None,
 ) -> dict[str, Any]:
     """Run the plan's recipe as `rank`; rank 0 records the run's status in run.json."""
     cfg = plan.config
     assert plan.run_dir is not None, "the run directory is decided before launch"
     run = RunDir(plan.run_dir)
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
+    torch.set_num_threads(plan.threads_per_worker)
+    device = torch.device("cuda", local_rank) if plan.device == "cuda" else torch.device("cpu")
+    strategy = build_strategy(cfg.parallel)
+    strategy.setup(rank, world_size, device)
+    resume_from = plan.resume_from
+    if restart > 0 and run.checkpoint("last").is_file():  # the elastic agent restarted us after a failure
+        resume_from = run.checkpoint("last")
+    if rank == 0:
+        record_run(run, plan.tree, plan.overrides, cfg.preset)  # once: a no-op when the parent did it
+        run.update_meta(status="running", restarts=restart)
     reporter = Reporter(default_sinks(run, rank, console) if sinks is None else sinks)
-    strategy = STRATEGIES.get(cfg.parallel.name).build(cfg.parallel)
     recipe = importlib.import_module(f"recipes.{cfg.recipe}")
     status, summary = "failed", {}
     with StopFlag() as stop:
         ctx = WorkerContext(
             run=run,
             plan=plan,
-            device=torch.device(plan.device),
+            device=device,
             reporter=reporter,
             strategy=strategy,
             stop=stop,
             rank=rank,
             world_size=world_size,
-            resume_from=plan.resume_from,
+            resume_from=resume_from,
         )
-        if rank == 0:
-            run.update_meta(status="running")
+        if restart:
+            ctx.message(f"restart {restart}: resuming from {resume_from or 'the start'}", "warning")
         try:
             summary = recipe.main(cfg, ctx)
             status = "finished"
             return summary
         except RunInterrupted as exc:
-            status, summary = "interrupted", {"stopped": exc.what, "run_dir": str(run.path)}
+            status, summary = "interrupted", {"stopped": exc.what, "run dir": str(run.path)}
             raise
         except Exception as exc:
-            summary = {"error": str(exc).splitlines()[0], "run_dir": str(run.path)}
+            summary = {"error": str(exc).splitlines()[0], "run dir": str(run.path)}
             raise
         finally:
             reporter.emit(RunEnd(status, summary, rank=rank))

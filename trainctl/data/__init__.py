@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trainctl.data.types import DataSpec
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
@@ -11,6 +13,29 @@ if TYPE_CHECKING:
     from trainctl.data.types import DataBundle
 
 DATASETS: Registry = Registry("dataset", "trainctl.data.sets")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a plan needs to know about a data set without holding it (sizes None: not on disk yet)."""
+
+    spec: DataSpec
+    train_samples: int | None
+    test_samples: int | None
+
+
+def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
+    """Make the data set ready (download, cache) once, before workers start; its sizes.
+
+    A data set registers a `prepare(cfg, download) -> DataInfo` hook when loading it whole would be
+    wasteful here; others are small enough to load and count.
+    """
+    entry = DATASETS.get(cfg.name)
+    prepare = entry.hooks.get("prepare")
+    if prepare is not None:
+        return prepare(cfg, download)
+    bundle = entry.build(cfg)
+    return DataInfo(bundle.spec, len(bundle.train), len(bundle.test))
 
 
 def load_dataset(cfg: DataConfig) -> DataBundle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -15,9 +16,9 @@ from trainctl.observe.files import format_metrics
 class ConsoleView:
     """Renders events for a person watching the run."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, live: bool | None = None) -> None:
         self.console = console or Console()
-        self.live = self.console.is_terminal
+        self.live = self.console.is_terminal if live is None else live
         self.progress: Progress | None = None
         self.epochs = 0
         self.last_step: StepRecord | None = None
@@ -33,7 +34,7 @@ class ConsoleView:
             self.print(f"[bold]epoch {event.epoch + 1}[/] {event.split}: {format_metrics(event.metrics)}")
         elif isinstance(event, Message):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "")
-            self.print(f"[{style}]{event.text}[/]" if style else event.text)
+            self.print(f"[{style}]{escape(event.text)}[/]" if style else escape(event.text))
         elif isinstance(event, RunEnd):
             self.end(event)
 
@@ -114,4 +115,4 @@ def render(key: str, value: Any) -> str:
         if key.endswith("seconds"):
             return f"{value:.1f} s"
         return f"{value:.6g}"
-    return str(value)
+    return escape(str(value))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 
@@ -19,6 +19,7 @@ class RunStart:
     train_samples: int
     test_samples: int
     rank: int = 0
+    kind: str = "start"
 
 
 @dataclass
@@ -75,6 +76,16 @@ class RunEnd:
 Event = RunStart | StepRecord | EvalRecord | EpochRecord | Message | RunEnd
 
 
+KINDS: dict[str, type] = {
+    "start": RunStart,
+    "train": StepRecord,
+    "eval": EvalRecord,
+    "epoch": EpochRecord,
+    "message": Message,
+    "end": RunEnd,
+}
+
+
 def to_record(event: Event) -> dict[str, Any]:
     """An event as a flat JSON-ready dict (evaluation metrics are lifted to the top level)."""
     record = asdict(event)
@@ -82,6 +93,16 @@ def to_record(event: Event) -> dict[str, Any]:
     if metrics:
         record.update(metrics)
     return record
+
+
+def from_record(record: dict[str, Any]) -> Event:
+    """The event that `to_record` flattened."""
+    cls = KINDS[record["kind"]]
+    names = {f.name for f in fields(cls)}
+    known = {k: v for k, v in record.items() if k in names}
+    if cls is EvalRecord:
+        known["metrics"] = {k: v for k, v in record.items() if k not in names and k != "time"}
+    return cls(**known)
 
 
 class Sink(Protocol):

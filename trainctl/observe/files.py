@@ -42,6 +42,22 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return " ".join(parts)
 
 
+class EventFile:
+    """Every event of one rank, one JSON object per line: what the parent's live view reads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file: IO[str] = path.open("a", buffering=1)
+
+    def emit(self, event: Event) -> None:
+        record = to_record(event)
+        record["time"] = round(time.time(), 3)
+        self.file.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class TextLog:
     """A human-readable log of the run: start, epochs, evaluations, messages and the end."""
 

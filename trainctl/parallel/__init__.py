@@ -1,24 +1,17 @@
-"""Parallel modes: how ranks share the model and the work; the strategy registry and protocol."""
+"""Parallel modes: how ranks share the model and the work; the strategy registry."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
-    from torch import nn
+    from trainctl.config.schema import ParallelConfig
+    from trainctl.parallel.base import Strategy
 
-STRATEGIES: Registry = Registry("parallel mode", "trainctl.parallel")
+STRATEGIES: Registry = Registry("parallel mode", "trainctl.parallel.modes")
 
 
-class Strategy(Protocol):
-    """Wraps a model for one parallel mode and moves its state in and out of checkpoints."""
-
-    def wrap(self, model: nn.Module) -> nn.Module: ...
-
-    def unwrap(self, model: nn.Module) -> nn.Module: ...
-
-    def state_dict(self, model: nn.Module) -> dict[str, Any]: ...
-
-    def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None: ...
+def build_strategy(cfg: ParallelConfig) -> Strategy:
+    return STRATEGIES.get(cfg.name).build(cfg)

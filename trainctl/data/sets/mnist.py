@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from trainctl.config.schema import FileDataConfig
-from trainctl.data import DATASETS
+from trainctl.data import DATASETS, DataInfo
 from trainctl.data.download import ensure_files
 from trainctl.data.idx import read_idx
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
@@ -54,7 +54,20 @@ def read_split(images_path: Path, labels_path: Path) -> Split:
     return Split(x, torch.from_numpy(labels.astype("int64")))
 
 
-@DATASETS.register("mnist", MNISTConfig)
+SPEC = DataSpec(input_shape=(1, 28, 28), num_outputs=10, task=Task.classification)
+
+
+def prepare_mnist(cfg: MNISTConfig, download: bool) -> DataInfo:
+    """Download missing files (when allowed) and count the samples in the label files."""
+    folder = mnist_folder(Path(cfg.root))
+    if not download and not all((folder / name).is_file() for name in FILES):
+        return DataInfo(SPEC, None, None)
+    paths = ensure_files("MNIST", folder, FILES, cfg.mirrors, cfg.download)
+    names = list(FILES)
+    return DataInfo(SPEC, len(read_idx(paths[names[1]], 2049)), len(read_idx(paths[names[3]], 2049)))
+
+
+@DATASETS.register("mnist", MNISTConfig, prepare=prepare_mnist)
 def load_mnist(cfg: MNISTConfig) -> DataBundle:
     folder = mnist_folder(Path(cfg.root))
     paths = ensure_files("MNIST", folder, FILES, cfg.mirrors, cfg.download)
@@ -62,6 +75,6 @@ def load_mnist(cfg: MNISTConfig) -> DataBundle:
     return DataBundle(
         train=read_split(paths[names[0]], paths[names[1]]),
         test=read_split(paths[names[2]], paths[names[3]]),
-        spec=DataSpec(input_shape=(1, 28, 28), num_outputs=10, task=Task.classification),
+        spec=SPEC,
         class_names=[str(d) for d in range(10)],
     )
