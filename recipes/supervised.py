@@ -167,7 +167,7 @@ class SupervisedRecipe:
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for x, y in pieces:
-            loss = self.objective.loss(self.model(x), y)
+            loss = self.objective.loss(self.model(x), y) + self.regularization()
             # Weight each piece by its share of the global batch, so that gradients summed over
             # pieces and averaged over ranks are those of the mean loss over the global batch.
             weight = len(y) * self.ctx.world_size / global_size
@@ -179,6 +179,11 @@ class SupervisedRecipe:
             self.optimizer.step()
             self.scheduler.step()
         return total
+
+    def regularization(self) -> torch.Tensor | float:
+        """Hook: the penalty a model's last forward pass left in `.penalty` (mf's L2 on its rows), else 0."""
+        penalty = getattr(self.ctx.strategy.unwrap(self.model), "penalty", None)
+        return 0.0 if penalty is None else penalty
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:

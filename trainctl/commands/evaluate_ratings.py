@@ -1,0 +1,172 @@
+"""`trainctl eval` for a run trained on ratings: every method on the run's split, and `--cv K` folds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainctl.config.compose import compose
+from trainctl.errors import TrainctlError
+
+RESULTS_FILE = "eval-ratings.json"
+
+
+def is_rating_config(config: dict[str, Any]) -> bool:
+    """Whether a saved run config trained on the ratings data set."""
+    return (config.get("data") or {}).get("name") == "ratings"
+
+
+def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | None) -> bool:
+    """Evaluate and print when `target` is a rating run; False (nothing done) for any other run."""
+    from trainctl.checkpoint import load_checkpoint
+    from trainctl.commands.evaluate import locate_checkpoint
+
+    checkpoint = locate_checkpoint(target, tag)
+    state = load_checkpoint(checkpoint)
+    if not is_rating_config(state.get("config") or {}):
+        if cv:
+            raise TrainctlError("--cv applies to runs trained on ratings", fix="drop --cv")
+        return False
+    print_report(evaluate_ratings(checkpoint, state, overrides, cv=cv))
+    return True
+
+
+def evaluate_ratings(
+    checkpoint: Path, state: dict[str, Any], overrides: Sequence[str], *, cv: int | None
+) -> dict[str, Any]:
+    """Figures of every method: on the run's split (mf = the checkpoint) and, with `cv`, over K folds."""
+    from trainctl.data.sets.ratings import load_ratings
+    from trainctl.models.mf import ids_from_state
+    from trainctl.recommend.evaluation import cross_validate, evaluate_split, run_dir_for_folds
+    from trainctl.recommend.factors import FactorRecommender
+    from trainctl.recommend.knn import KNNSettings
+
+    composed = compose(overrides, base=OmegaConf.create(state["config"]))
+    data = composed.config.data
+    ratings = load_ratings(data)
+    mf = None
+    if composed.config.model.name == "mf":
+        mf, extra = FactorRecommender.from_state_dict(state["model"])
+        user_ids, item_ids = ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
+        if user_ids is not None and item_ids is not None:
+            ratings = ratings.remap(user_ids, item_ids)  # the model's own index space
+    from trainctl.data.ratings import split_ratings
+
+    train, test = split_ratings(ratings, data)
+    settings = KNNSettings()
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "data": ratings.source,
+        "ratings": len(ratings),
+        "users": ratings.num_users,
+        "items": ratings.num_items,
+        "split": {
+            "train": len(train),
+            "test": len(test),
+            "test_fraction": data.test_fraction,
+            "folds": data.folds,
+            "fold": data.fold,
+            "seed": data.split_seed,
+        },
+        "knn": settings.describe(),
+        "ranking": {"n": 10, "relevant": "rated >= 4"},
+        "methods": [r.to_dict() for r in evaluate_split(train, test, mf=mf, settings=settings)],
+    }
+    if cv:
+        if cv < 2:
+            raise TrainctlError(f"--cv {cv}: cross-validation needs at least 2 folds")
+        run_dir = checkpoint.parent.parent
+        trainer = (
+            mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv)) if mf is not None else None
+        )
+        results = cross_validate(ratings, data, cv, settings=settings, train_mf_fold=trainer)
+        report["cv"] = {"folds": cv, "seed": data.split_seed, "methods": [r.to_dict() for r in results]}
+    results_file = checkpoint.parent.parent / RESULTS_FILE
+    if (checkpoint.parent.parent / "config.yaml").is_file():
+        results_file.write_text(json.dumps(report, indent=2) + "\n")
+        report["written"] = str(results_file)
+    return report
+
+
+def mf_fold_trainer(tree: DictConfig, folds: int, root: Path) -> Callable[[int], tuple[float, float, float]]:
+    """A function that trains mf on all folds but one as a run under `root`: (rmse, mae, seconds)."""
+    from trainctl.commands.train import write_run_files
+    from trainctl.launch import build_launcher
+    from trainctl.plan import make_plan
+    from trainctl.runs import create_run_dir
+    from trainctl.worker import run_worker
+
+    def train_fold(fold: int) -> tuple[float, float, float]:
+        epochs = int(tree.trainer.epochs)
+        overrides = [
+            f"data.folds={folds}",
+            f"data.fold={fold}",
+            f"run.root={root}",
+            f"trainer.eval_every={epochs}",
+        ]
+        plan = make_plan(compose(overrides, base=tree))
+        run = create_run_dir(Path(plan.config.run.root), plan.config.preset)
+        plan.run_dir = run.path
+        write_run_files(run, plan)
+        if plan.world_size == 1:
+            summary = run_worker(plan, console=False)
+        else:
+            launcher = build_launcher(plan.config.launcher)
+            launcher.setup(plan)
+            summary = launcher.launch(plan)
+        return summary["test"]["rmse"], summary["test"]["mae"], summary["wall seconds"]
+
+    return train_fold
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The figures as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    split = report["split"]
+    console.print(
+        f"{report['checkpoint']}: {report['ratings']:,} ratings, {report['users']:,} users, "
+        f"{report['items']:,} items ({report['data']})"
+    )
+    table = Table(
+        title=f"run's split: {split['train']:,} train / {split['test']:,} test ratings",
+        caption=f"top-{report['ranking']['n']} among each user's unrated items, relevant = "
+        f"{report['ranking']['relevant']}; k-NN: {report['knn']}",
+    )
+    for column in ("method", "RMSE", "MAE", "P@10", "R@10", "nDCG@10", "fit s"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in report["methods"]:
+        table.add_row(
+            row["method"],
+            f"{row['rmse']:.4f}",
+            f"{row['mae']:.4f}",
+            f"{row['precision@10']:.4f}",
+            f"{row['recall@10']:.4f}",
+            f"{row['ndcg@10']:.4f}",
+            "trained" if row["method"] == "mf" else f"{row['fit_seconds']:.2f}",
+        )
+    console.print(table)
+    if "cv" in report:
+        cv = report["cv"]
+        table = Table(
+            title=f"{cv['folds']}-fold cross-validation (random folds, seed {cv['seed']})",
+            caption="mf: each fold trained as a run (its wall time); others: fit time",
+        )
+        for column in ("method", "RMSE", "MAE", "fit s/fold"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for row in cv["methods"]:
+            table.add_row(
+                row["method"],
+                f"{row['rmse']:.4f} ± {row['std']['rmse']:.4f}",
+                f"{row['mae']:.4f} ± {row['std']['mae']:.4f}",
+                f"{row['fit_seconds']:.2f}",
+            )
+        console.print(table)
+    if "written" in report:
+        console.print(f"[dim]written to {report['written']}[/]")
