@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["overhead", "step_cost"]
+BENCHES = ["overhead", "step_cost", "recommend"]
 
 
 def main() -> None:

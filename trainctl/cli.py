@@ -81,7 +81,8 @@ def eval_command(
         None, "--cv", help="Rating runs: K-fold cross-validation of every method (trains mf K times)."
     ),
 ) -> None:
-    """Evaluate a trained model on its test split. Example: trainctl eval latest"""
+    """Evaluate a trained model on its test split (rating runs: every recommender, ranking metrics, --cv K).
+    Example: trainctl eval latest"""
     from rich.console import Console
 
     from trainctl.commands.evaluate import evaluate_checkpoint
@@ -120,13 +121,16 @@ def recommend(
         None,
         "--method",
         "-m",
-        help="mf, user-cf, item-cf or popular [default: mf for a run, item-cf for --data]",
+        help="mf, user-cf, item-cf or popular (default: mf with a run, item-cf with --data).",
     ),
     run: str | None = typer.Option(
-        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' [default: latest]"
+        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (the default)."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="Use a ratings folder or CSV file instead of a run (user-cf, item-cf, popular)."
+        None,
+        "--data",
+        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run "
+        "(user-cf, item-cf, popular).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     k: int = typer.Option(40, "--k", help="user-cf/item-cf: neighbours per prediction."),

@@ -39,6 +39,7 @@ def evaluate_ratings(
     checkpoint: Path, state: dict[str, Any], overrides: Sequence[str], *, cv: int | None
 ) -> dict[str, Any]:
     """Figures of every method: on the run's split (mf = the checkpoint) and, with `cv`, over K folds."""
+    from trainctl.data.ratings import split_ratings
     from trainctl.data.sets.ratings import load_ratings
     from trainctl.models.mf import ids_from_state
     from trainctl.recommend.evaluation import cross_validate, evaluate_split, run_dir_for_folds
@@ -48,22 +49,20 @@ def evaluate_ratings(
     composed = compose(overrides, base=OmegaConf.create(state["config"]))
     data = composed.config.data
     ratings = load_ratings(data)
+    train, test = split_ratings(ratings, data)  # exactly the split the run trained on
     mf = None
     if composed.config.model.name == "mf":
         mf, extra = FactorRecommender.from_state_dict(state["model"])
         user_ids, item_ids = ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
-        if user_ids is not None and item_ids is not None:
-            ratings = ratings.remap(user_ids, item_ids)  # the model's own index space
-    from trainctl.data.ratings import split_ratings
-
-    train, test = split_ratings(ratings, data)
+        if user_ids is not None and item_ids is not None:  # measure in the model's own index space
+            train, test = train.remap(user_ids, item_ids), test.remap(user_ids, item_ids)
     settings = KNNSettings()
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": ratings.source,
         "ratings": len(ratings),
-        "users": ratings.num_users,
-        "items": ratings.num_items,
+        "users": train.num_users,
+        "items": train.num_items,
         "split": {
             "train": len(train),
             "test": len(test),
@@ -124,9 +123,8 @@ def mf_fold_trainer(tree: DictConfig, folds: int, root: Path) -> Callable[[int],
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The figures as rich tables."""
+    """The figures as rich tables: the run's split, then the cross-validation when there is one."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     split = report["split"]
@@ -134,39 +132,51 @@ def print_report(report: dict[str, Any]) -> None:
         f"{report['checkpoint']}: {report['ratings']:,} ratings, {report['users']:,} users, "
         f"{report['items']:,} items ({report['data']})"
     )
-    table = Table(
-        title=f"run's split: {split['train']:,} train / {split['test']:,} test ratings",
-        caption=f"top-{report['ranking']['n']} among each user's unrated items, relevant = "
-        f"{report['ranking']['relevant']}; k-NN: {report['knn']}",
-    )
-    for column in ("method", "RMSE", "MAE", "P@10", "R@10", "nDCG@10", "fit s"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for row in report["methods"]:
-        table.add_row(
-            row["method"],
-            f"{row['rmse']:.4f}",
-            f"{row['mae']:.4f}",
-            f"{row['precision@10']:.4f}",
-            f"{row['recall@10']:.4f}",
-            f"{row['ndcg@10']:.4f}",
-            "trained" if row["method"] == "mf" else f"{row['fit_seconds']:.2f}",
+    console.print(
+        method_table(
+            f"run's split: {split['train']:,} train / {split['test']:,} test ratings",
+            f"top-{report['ranking']['n']} among each user's unrated items, relevant = "
+            f"{report['ranking']['relevant']}; k-NN: {report['knn']}",
+            ["RMSE", "MAE", "P@10", "R@10", "nDCG@10", "fit s"],
+            [
+                [
+                    row["method"],
+                    *(f"{row[key]:.4f}" for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10")),
+                    "trained" if row["method"] == "mf" else f"{row['fit_seconds']:.2f}",
+                ]
+                for row in report["methods"]
+            ],
         )
-    console.print(table)
+    )
     if "cv" in report:
         cv = report["cv"]
-        table = Table(
-            title=f"{cv['folds']}-fold cross-validation (random folds, seed {cv['seed']})",
-            caption="mf: each fold trained as a run (its wall time); others: fit time",
-        )
-        for column in ("method", "RMSE", "MAE", "fit s/fold"):
-            table.add_column(column, justify="left" if column == "method" else "right")
-        for row in cv["methods"]:
-            table.add_row(
-                row["method"],
-                f"{row['rmse']:.4f} ± {row['std']['rmse']:.4f}",
-                f"{row['mae']:.4f} ± {row['std']['mae']:.4f}",
-                f"{row['fit_seconds']:.2f}",
+        console.print(
+            method_table(
+                f"{cv['folds']}-fold cross-validation (random folds, seed {cv['seed']})",
+                "mf: each fold trained as a run (its wall time); others: fit time",
+                ["RMSE", "MAE", "fit s/fold"],
+                [
+                    [
+                        row["method"],
+                        *(f"{row[key]:.4f} ± {row['std'][key]:.4f}" for key in ("rmse", "mae")),
+                        f"{row['fit_seconds']:.2f}",
+                    ]
+                    for row in cv["methods"]
+                ],
             )
-        console.print(table)
+        )
     if "written" in report:
         console.print(f"[dim]written to {report['written']}[/]")
+
+
+def method_table(title: str, caption: str, columns: list[str], rows: list[list[str]]) -> Any:
+    """A rich table with one row per method and right-aligned figures."""
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption)
+    table.add_column("method")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table

@@ -162,7 +162,7 @@ def config_source(cfg: RatingsConfig) -> Source:
     return resolve_source(cfg.root, cfg.path, cfg.format, columns)
 
 
-def test_index(n: int, cfg: RatingsConfig) -> np.ndarray:
+def held_out_index(n: int, cfg: RatingsConfig) -> np.ndarray:
     """Positions of the test ratings: a seeded random fraction, or fold `cfg.fold` of `cfg.folds`."""
     check_split(cfg)
     order = np.random.default_rng(cfg.split_seed).permutation(n)
@@ -182,7 +182,7 @@ def check_split(cfg: RatingsConfig) -> None:
 
 def split_ratings(ratings: Ratings, cfg: RatingsConfig) -> tuple[Ratings, Ratings]:
     """(train, test) ratings, both indexed by the whole file's mapping."""
-    test = test_index(len(ratings), cfg)
+    test = held_out_index(len(ratings), cfg)
     train = np.setdiff1d(np.arange(len(ratings)), test, assume_unique=True)
     return ratings.subset(train), ratings.subset(test)
 

@@ -54,16 +54,17 @@ class Neighbourhood:
         """One estimate per (row, col) pair; NaN where fewer than min_k positive neighbours exist."""
         rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         counts = self.by_column.ptr[cols + 1] - self.by_column.ptr[cols]
-        order = np.argsort(counts, kind="stable")  # similar lengths together: little padding
+        order = np.argsort(counts, kind="stable")
         widths = np.maximum(counts[order], 1)
+        # chunks of columns whose candidate counts are within a factor 2 (padding at most doubles the
+        # work), each holding about PAIR_BUDGET candidates
+        bands = np.flatnonzero(np.diff(np.log2(widths).astype(np.int64))) + 1
         out = np.full(len(rows), np.nan)
-        start = 0
-        while start < len(order):
-            window = widths[start : start + PAIR_BUDGET]  # a chunk's cost: its size x its widest column
-            size = max(1, int(np.searchsorted(np.arange(1, len(window) + 1) * window, PAIR_BUDGET, "right")))
-            chunk = order[start : start + size]
-            out[chunk] = self._estimate_chunk(rows[chunk], cols[chunk], counts[chunk])
-            start += size
+        for band in np.split(np.arange(len(order)), bands):
+            size = max(1, PAIR_BUDGET // int(widths[band[-1]]))
+            for start in range(0, len(band), size):
+                chunk = order[band[start : start + size]]
+                out[chunk] = self._estimate_chunk(rows[chunk], cols[chunk], counts[chunk])
         return out
 
     def _estimate_chunk(self, rows: np.ndarray, cols: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 BLOCK_ELEMENTS = 1 << 22  # rows are compared in blocks of about this many (rows x rows) entries
 
@@ -22,6 +25,8 @@ def similarity(matrix: sp.spmatrix, kind: Similarity | str, shrinkage: float = 0
     that pairs with little support count less (Koren 2010; Surprise's pearson_baseline does the same).
     Pairs with no co-rated column or a zero variance get 0.
     """
+    import scipy.sparse as sp  # here, not at module load: a cached query needs only the Similarity names
+
     kind = Similarity(kind)
     values = sp.csr_matrix(matrix, dtype=np.float64)
     rated = values.copy()
