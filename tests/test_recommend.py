@@ -301,10 +301,12 @@ def test_cross_validation_trains_mf_once_per_fold(mf_run: Path) -> None:
     assert "2-fold cross-validation" in result.output
 
 
-def test_cv_is_refused_for_other_runs(runs_root: Path) -> None:
+def test_other_runs_refuse_cv_and_recommend(runs_root: Path) -> None:
     train(["conf=linreg", "trainer.epochs=1"])
     result = runner.invoke(app, ["eval", "latest", "--cv", "5"])
     assert result.exit_code == 2 and "--cv applies to runs trained on ratings" in result.output
+    result = runner.invoke(app, ["recommend", "--user", "1"])
+    assert result.exit_code == 2 and "the run was not trained on ratings" in result.output
 
 
 def test_a_cached_query_imports_neither_torch_nor_scipy(mf_run: Path) -> None:

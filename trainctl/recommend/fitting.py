@@ -85,6 +85,12 @@ def fit(origin: RatingsOrigin, method: str, settings: KNNSettings) -> Fitted:
     """Fit `method` on every rating of the origin (mf: load the run's trained model instead)."""
     from trainctl.data.sets.ratings import load_ratings
 
+    if method == "mf" and origin.run_dir is None:
+        raise TrainctlError(
+            "mf needs a trained run",
+            fix=f"train one: trainctl train conf=mf_movielens data.path={origin.data.path}; "
+            "or pick --method user-cf, item-cf or popular",
+        )
     ratings = load_ratings(origin.data)
     if method == "mf":
         return fit_mf(origin, ratings)
@@ -117,15 +123,12 @@ def fitted(
 
 def fit_mf(origin: RatingsOrigin, ratings: Ratings) -> Fitted:
     """The run's trained factors, with its saved id mappings; users without training ratings are marked."""
-    if origin.run_dir is None:
-        raise TrainctlError(
-            "mf needs a trained run",
-            fix=f"train one: trainctl train conf=mf_movielens data.path={origin.data.path}; "
-            "or pick --method user-cf, item-cf or popular",
-        )
     from trainctl.checkpoint import load_checkpoint
     from trainctl.data.ratings import split_ratings
+    from trainctl.models.mf import ids_from_state
     from trainctl.recommend.factors import FactorRecommender
+
+    assert origin.run_dir is not None, "checked by fit()"
 
     state = load_checkpoint(origin.checkpoint())
     if state.get("config", {}).get("model", {}).get("name") != "mf":
@@ -133,8 +136,6 @@ def fit_mf(origin: RatingsOrigin, ratings: Ratings) -> Fitted:
             "the run's model is not mf", where=str(origin.run_dir), fix="pick --method user-cf or item-cf"
         )
     model, extra = FactorRecommender.from_state_dict(state["model"])
-    from trainctl.models.mf import ids_from_state
-
     user_ids, item_ids = ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
     if user_ids is None or item_ids is None:
         user_ids, item_ids = ratings.user_ids, ratings.item_ids

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,8 @@ class RatingSpec(DataSpec):
 
     num_users: int = 0
     num_items: int = 0
-    user_ids: Any = None  # np.ndarray: index -> the id in the file
-    item_ids: Any = None
+    user_ids: Any = field(default=None, compare=False)  # np.ndarray: index -> the id in the file
+    item_ids: Any = field(default=None, compare=False)
     rating_mean: float = 0.0  # over the training split
     rating_min: float = 0.0
     rating_max: float = 0.0
