@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["overhead", "step_cost", "ddp"]
+BENCHES = ["overhead", "step_cost", "ddp", "recommend"]
 
 
 def main() -> None:

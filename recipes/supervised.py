@@ -169,7 +169,7 @@ class SupervisedRecipe:
             for i, (x, y) in enumerate(pieces):
                 last_piece = i == len(pieces) - 1  # gradients are synchronised once, on the last piece
                 with contextlib.nullcontext() if last_piece else self.strategy.no_sync(self.model):
-                    loss = self.objective.loss(self.model(x), y)
+                    loss = self.objective.loss(self.model(x), y) + self.regularization()
                     # Weight each piece by its share of the global batch: gradients summed over
                     # pieces and averaged over ranks are then those of the global batch's mean loss.
                     weight = len(y) * self.loader.world_size / global_size
@@ -182,6 +182,11 @@ class SupervisedRecipe:
             self.scheduler.step()
             self.strategy.after_step(self.model)
         return total
+
+    def regularization(self) -> torch.Tensor | float:
+        """Hook: the penalty a model's last forward pass left in `.penalty` (mf's L2 on its rows), else 0."""
+        penalty = getattr(self.ctx.strategy.unwrap(self.model), "penalty", None)
+        return 0.0 if penalty is None else penalty
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:

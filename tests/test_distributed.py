@@ -176,7 +176,7 @@ def test_killed_worker_restarts_from_the_checkpoint_and_ends_like_an_uninterrupt
     reference = train_run(tmp_path / "straight", *common)
     runs = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trainctl", "train", *common, "launcher.max_restarts=3"],
+        [sys.executable, "-m", "trainctl", "train", *common, "launcher.max_restarts=1"],
         env={**os.environ, "TRAINCTL_RUNS_DIR": str(runs)},
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -188,8 +188,7 @@ def test_killed_worker_restarts_from_the_checkpoint_and_ends_like_an_uninterrupt
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-3000:]
     meta = json.loads((run / "run.json").read_text())
-    # One restart; more only if a restarted process group could not connect on a loaded machine.
-    assert meta["status"] == "finished" and meta["restarts"] >= 1
+    assert meta["status"] == "finished" and meta["restarts"] == 1
     assert "resuming from" in (run / "logs" / "rank0.log").read_text()
     assert max_difference(final_state(reference), final_state(run)) == 0.0
 
@@ -217,7 +216,7 @@ def test_a_dead_rank_stops_all_and_shows_its_log_tail(shared_data: Path, tmp_pat
     os.kill(worker_pid(run, 1), signal.SIGKILL)
     _, errors = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    first_line = errors.splitlines()[0]
+    first_line = next(line for line in errors.splitlines() if line.startswith("error:"))
     assert first_line.startswith("error: rank 1 ") and "every rank was stopped" in first_line, errors
     assert "SIGKILL" in first_line or "without reporting" in first_line
     assert "Last lines of its log" in errors and "step" in errors

@@ -77,13 +77,20 @@ def eval_command(
     target: str = typer.Argument(..., help="RUN_DIR, 'latest', or a checkpoint file (.pt)."),
     overrides: list[str] | None = OVERRIDES,
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
+    cv: int | None = typer.Option(
+        None, "--cv", help="Rating runs: K-fold cross-validation of every method (trains mf K times)."
+    ),
 ) -> None:
-    """Evaluate a trained model on its test split. Example: trainctl eval latest"""
+    """Evaluate a trained model on its test split (rating runs: every recommender, ranking metrics, --cv K).
+    Example: trainctl eval latest"""
     from rich.console import Console
 
     from trainctl.commands.evaluate import evaluate_checkpoint
+    from trainctl.commands.evaluate_ratings import rating_eval
     from trainctl.observe.files import format_metrics
 
+    if rating_eval(target, overrides or [], tag="best" if best else "last", cv=cv):
+        return  # a run trained on ratings: every recommendation method, ranking metrics, --cv folds
     result = evaluate_checkpoint(target, overrides or [], tag="best" if best else "last")
     metrics = {k: v for k, v in result.items() if k not in ("checkpoint", "samples")}
     Console(soft_wrap=True).print(
@@ -103,6 +110,41 @@ def plan(
     from trainctl.commands.train import train as run_train
 
     run_train(overrides or [], config_file=config, dry_run=True)
+
+
+@app.command()
+@user_errors
+def recommend(
+    user: str = typer.Option(..., "--user", "-u", help="The user's id, as in the ratings file."),
+    n: int = typer.Option(10, "--n", "-n", min=1, help="How many items to recommend."),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        "-m",
+        help="mf, user-cf, item-cf or popular (default: mf with a run, item-cf with --data).",
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (the default)."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run "
+        "(user-cf, item-cf, popular).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    k: int = typer.Option(40, "--k", help="user-cf/item-cf: neighbours per prediction."),
+    similarity: str = typer.Option("pearson", "--similarity", help="user-cf/item-cf: pearson or cosine."),
+    shrinkage: float = typer.Option(100.0, "--shrinkage", help="user-cf/item-cf: similarity shrinkage."),
+) -> None:
+    """Recommend the top N items a user has not rated. Example: trainctl recommend --user 1 --n 5"""
+    from trainctl.commands.recommend import recommend as run_recommend
+    from trainctl.commands.recommend import render
+
+    answer = run_recommend(
+        user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
+    )
+    render(answer, as_json)
 
 
 @configs_app.command("list")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trainctl.data.types import DataSpec
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
     from trainctl.config.schema import DataConfig
-    from trainctl.data.types import DataBundle
+    from trainctl.data.types import DataBundle, DataSpec
 
 DATASETS: Registry = Registry("dataset", "trainctl.data.sets")
 

@@ -1,0 +1,340 @@
+"""Ratings files (MovieLens 100K, MovieLens "latest", any CSV) read into dense-indexed numpy arrays.
+
+Only numpy (and the config schema) is imported at module load, so `trainctl recommend` can resolve a
+data source quickly; the data set that trains on these ratings is trainctl/data/sets/ratings.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainctl.config.schema import FileDataConfig
+from trainctl.data.movielens import MIRRORS
+from trainctl.errors import TrainctlError
+
+
+class RatingsFormat(str, Enum):
+    auto = "auto"  # ml-100k when the folder holds u.data, ml-latest when it holds ratings.csv, else csv
+    ml_100k = "ml_100k"  # u.data (tab-separated user item rating timestamp) + u.item titles (latin-1)
+    ml_latest = "ml_latest"  # ratings.csv (userId,movieId,rating,timestamp) + movies.csv titles
+    csv = "csv"  # any delimited file; columns named by data.user_column / item_column / rating_column
+
+
+# MovieLens folder names (as their archives unpack) and the layout of each
+MOVIELENS_FORMATS = {
+    "ml-100k": RatingsFormat.ml_100k,
+    "ml-latest-small": RatingsFormat.ml_latest,
+    "ml-latest": RatingsFormat.ml_latest,
+}
+
+
+@dataclass
+class RatingsConfig(FileDataConfig):
+    path: str = "ml-100k"  # a folder or a ratings file; relative to data.root; MovieLens folders download
+    format: RatingsFormat = RatingsFormat.auto
+    user_column: str = "userId"  # csv format: column names (or 0-based positions with header=false)
+    item_column: str = "movieId"
+    rating_column: str = "rating"
+    delimiter: str = ","
+    header: bool = True
+    titles_path: str | None = None  # csv format: a file with item_column and title_column (relative: beside)
+    title_column: str = "title"
+    test_fraction: float = 0.25  # random split of the ratings (when folds = 0)
+    folds: int = 0  # k > 1: k random folds (as Surprise's KFold); fold `fold` is the test split
+    fold: int = 0
+    split_seed: int = 0  # the split is fixed by this seed, not by trainer.seed
+    mirrors: list[str] = field(default_factory=lambda: list(MIRRORS))
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a delimited ratings file hold the user, item and rating (names, or 0-based
+    positions when the file has no header), and where item titles come from."""
+
+    user: str = "userId"
+    item: str = "movieId"
+    rating: str = "rating"
+    delimiter: str = ","
+    header: bool = True
+    titles_file: str | None = None  # a delimited file with a header naming `item` and `title`
+    title: str = "title"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved ratings source: the files to read and how."""
+
+    format: RatingsFormat
+    ratings_file: Path
+    titles_file: Path | None
+    columns: Columns
+
+    def files(self) -> list[Path]:
+        """Every file the ratings and titles come from (their sizes and times key caches)."""
+        return [p for p in (self.ratings_file, self.titles_file) if p is not None]
+
+    def fingerprint(self) -> list[list[Any]]:
+        """(path, size, mtime) of each file: changes when a file is replaced or edited."""
+        out = []
+        for path in self.files():
+            stat = path.stat() if path.is_file() else None
+            out.append([str(path), stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1])
+        return out
+
+
+@dataclass
+class Ratings:
+    """Ratings as parallel arrays of dense user and item indices; `user_ids[u]` is user u's id in the file."""
+
+    users: np.ndarray  # int64, one per rating
+    items: np.ndarray  # int64
+    values: np.ndarray  # float32
+    user_ids: np.ndarray  # original ids (int64, or str when the file's ids are not all integers)
+    item_ids: np.ndarray
+    titles: np.ndarray | None = None  # one title per item index ("" when unknown)
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    def subset(self, index: np.ndarray) -> Ratings:
+        """The ratings at `index`, keeping every user and item (and their indices)."""
+        return replace(self, users=self.users[index], items=self.items[index], values=self.values[index])
+
+    def remap(self, user_ids: np.ndarray, item_ids: np.ndarray) -> Ratings:
+        """The same ratings indexed by another id mapping (a saved model's); unknown ids are dropped."""
+        if np.array_equal(user_ids, self.user_ids) and np.array_equal(item_ids, self.item_ids):
+            return self
+        users = lookup(user_ids, self.user_ids[self.users])
+        items = lookup(item_ids, self.item_ids[self.items])
+        keep = (users >= 0) & (items >= 0)
+        titles = None
+        if self.titles is not None:
+            titles = np.full(len(item_ids), "", dtype=object)
+            known = lookup(self.item_ids, item_ids)
+            titles[known >= 0] = self.titles[known[known >= 0]]
+        return Ratings(
+            users[keep], items[keep], self.values[keep], user_ids, item_ids, titles, self.source, self.notes
+        )
+
+
+def lookup(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index of each of `wanted` in the sorted array `ids`, or -1 where it is absent."""
+    if len(ids) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    if ids.dtype.kind != np.asarray(wanted).dtype.kind:  # ints against strings: compare as text
+        ids, wanted = ids.astype(str), np.asarray(wanted).astype(str)
+        order = np.argsort(ids)
+        pos = np.searchsorted(ids, wanted, sorter=order).clip(0, len(ids) - 1)
+        found = ids[order[pos]] == wanted
+        return np.where(found, order[pos], -1).astype(np.int64)
+    pos = np.searchsorted(ids, wanted).clip(0, len(ids) - 1)
+    return np.where(ids[pos] == wanted, pos, -1).astype(np.int64)
+
+
+def config_source(cfg: RatingsConfig) -> Source:
+    """The files a ratings config points at (whether they exist or not)."""
+    columns = Columns(
+        cfg.user_column,
+        cfg.item_column,
+        cfg.rating_column,
+        cfg.delimiter,
+        cfg.header,
+        cfg.titles_path,
+        cfg.title_column,
+    )
+    return resolve_source(cfg.root, cfg.path, cfg.format, columns)
+
+
+def held_out_index(n: int, cfg: RatingsConfig) -> np.ndarray:
+    """Positions of the test ratings: a seeded random fraction, or fold `cfg.fold` of `cfg.folds`."""
+    check_split(cfg)
+    order = np.random.default_rng(cfg.split_seed).permutation(n)
+    if cfg.folds:
+        return np.sort(np.array_split(order, cfg.folds)[cfg.fold])
+    return np.sort(order[: max(1, round(n * cfg.test_fraction))])
+
+
+def check_split(cfg: RatingsConfig) -> None:
+    if cfg.folds == 1 or cfg.folds < 0:
+        raise TrainctlError(f"data.folds={cfg.folds}: use 0 (a test_fraction split) or 2 and more")
+    if cfg.folds and not 0 <= cfg.fold < cfg.folds:
+        raise TrainctlError(f"data.fold={cfg.fold} is not one of the {cfg.folds} folds 0..{cfg.folds - 1}")
+    if not cfg.folds and not 0.0 < cfg.test_fraction < 1.0:
+        raise TrainctlError(f"data.test_fraction must be in (0, 1), got {cfg.test_fraction}")
+
+
+def split_ratings(ratings: Ratings, cfg: RatingsConfig) -> tuple[Ratings, Ratings]:
+    """(train, test) ratings, both indexed by the whole file's mapping."""
+    test = held_out_index(len(ratings), cfg)
+    train = np.setdiff1d(np.arange(len(ratings)), test, assume_unique=True)
+    return ratings.subset(train), ratings.subset(test)
+
+
+def resolve_source(root: str | Path, path: str, fmt: RatingsFormat | str, columns: Columns) -> Source:
+    """Which files to read for `path` (a folder or a file; relative paths live under `root`)."""
+    fmt = RatingsFormat(fmt)
+    where = Path(os.path.expanduser(path))
+    where = Path(os.path.normpath(where if where.is_absolute() else Path(root) / where))
+    if fmt is RatingsFormat.auto:
+        fmt = detect_format(where)
+    if fmt is RatingsFormat.ml_100k:
+        folder = where.parent if where.name == "u.data" else where
+        return Source(fmt, folder / "u.data", folder / "u.item", Columns("0", "1", "2", "\t", header=False))
+    if fmt is RatingsFormat.ml_latest:
+        folder = where.parent if where.suffix == ".csv" else where
+        return Source(fmt, folder / "ratings.csv", folder / "movies.csv", Columns())
+    titles = None
+    if columns.titles_file:
+        titles = Path(os.path.expanduser(columns.titles_file))
+        titles = titles if titles.is_absolute() else where.parent / titles
+    return Source(fmt, where, titles, columns)
+
+
+def detect_format(where: Path) -> RatingsFormat:
+    """The layout of a ratings folder or file, from the files it holds or its MovieLens name."""
+    if where.name == "u.data" or (where / "u.data").is_file():
+        return RatingsFormat.ml_100k
+    if where.name == "ratings.csv" or (where / "ratings.csv").is_file():
+        return RatingsFormat.ml_latest
+    if where.name in MOVIELENS_FORMATS:
+        return MOVIELENS_FORMATS[where.name]
+    if where.is_dir():
+        raise TrainctlError(
+            f"{where} holds neither u.data (MovieLens 100K) nor ratings.csv (MovieLens latest)",
+            fix="point data.path at a MovieLens folder or at a ratings CSV file (see data.format)",
+        )
+    return RatingsFormat.csv
+
+
+def read_ratings(source: Source) -> Ratings:
+    """Read a source into dense-indexed arrays; ids are mapped to indices in sorted id order."""
+    if not source.ratings_file.is_file():
+        raise TrainctlError(
+            f"ratings file not found: {source.ratings_file}",
+            fix="point data.path at a MovieLens folder (u.data, or ratings.csv) or a ratings CSV file",
+        )
+    raw_users, raw_items, values = read_columns(source.ratings_file, source.columns)
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise TrainctlError(
+            f"rating number {bad + 1} is not a number", where=str(source.ratings_file), fix="fix the file"
+        )
+    user_ids, users = np.unique(raw_users, return_inverse=True)
+    item_ids, items = np.unique(raw_items, return_inverse=True)
+    users, items = users.astype(np.int64).ravel(), items.astype(np.int64).ravel()
+    notes = []
+    keep = last_of_duplicates(users, items, len(item_ids))
+    if len(keep) < len(values):
+        notes.append(f"{len(values) - len(keep)} repeated (user, item) ratings: the last one of each is kept")
+        users, items, values = users[keep], items[keep], values[keep]
+    titles = read_titles(source, item_ids) if source.titles_file is not None else None
+    return Ratings(users, items, values, user_ids, item_ids, titles, str(source.ratings_file), notes)
+
+
+def read_columns(path: Path, columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The user, item and rating columns of a delimited file (ids as int64 when they all are integers)."""
+    positions = column_positions(path, columns)
+    try:
+        table = np.loadtxt(
+            path,
+            delimiter=columns.delimiter,
+            skiprows=1 if columns.header else 0,
+            usecols=positions,
+            dtype=np.str_,
+            comments=None,
+            quotechar='"',
+            ndmin=2,
+            encoding="utf-8",
+        )
+        values = table[:, 2].astype(np.float32)
+    except (ValueError, IndexError) as exc:
+        raise TrainctlError(
+            f"cannot read the ratings: {str(exc).splitlines()[0]}",
+            where=str(path),
+            fix=f"every row needs user, item and rating columns separated by {columns.delimiter!r}",
+        ) from None
+    return as_ids(table[:, 0]), as_ids(table[:, 1]), values
+
+
+def column_positions(path: Path, columns: Columns) -> tuple[int, int, int]:
+    """0-based positions of the user, item and rating columns, from the header when there is one."""
+    wanted = (columns.user, columns.item, columns.rating)
+    if not columns.header:
+        try:
+            return tuple(int(name) for name in wanted)  # type: ignore[return-value]
+        except ValueError:
+            raise TrainctlError(
+                f"a file without a header needs column positions, got {', '.join(wanted)}",
+                where=str(path),
+                fix="set data.user_column=0 data.item_column=1 data.rating_column=2 (or data.header=true)",
+            ) from None
+    with path.open(encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f, delimiter=columns.delimiter), [])
+    header = [name.strip() for name in header]
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise TrainctlError(
+            f"column(s) {', '.join(missing)} not in the header of the ratings file",
+            where=str(path),
+            fix=f"the header has: {', '.join(header)}; map them with data.user_column, data.item_column, "
+            "data.rating_column (and data.delimiter)",
+        )
+    return tuple(header.index(name) for name in wanted)  # type: ignore[return-value]
+
+
+def as_ids(column: np.ndarray) -> np.ndarray:
+    """Integer ids when every value is an integer, else the stripped strings."""
+    column = np.char.strip(column)
+    try:
+        return column.astype(np.int64)
+    except ValueError:
+        return column.astype(object).astype(str)
+
+
+def last_of_duplicates(users: np.ndarray, items: np.ndarray, num_items: int) -> np.ndarray:
+    """Positions to keep so that each (user, item) pair appears once: its last occurrence."""
+    key = users * num_items + items
+    _, first_from_end = np.unique(key[::-1], return_index=True)
+    return np.sort(len(key) - 1 - first_from_end)
+
+
+def read_titles(source: Source, item_ids: np.ndarray) -> np.ndarray:
+    """One title per item index from u.item (pipe-separated, latin-1) or a CSV; "" where unknown."""
+    path = source.titles_file
+    assert path is not None
+    titles = np.full(len(item_ids), "", dtype=object)
+    if not path.is_file():
+        return titles
+    by_id: dict[str, str] = {}
+    if source.format is RatingsFormat.ml_100k:
+        for line in path.read_text(encoding="latin-1").splitlines():
+            parts = line.split("|", 2)
+            if len(parts) >= 2:
+                by_id[parts[0].strip()] = parts[1].strip()
+    else:  # movies.csv of MovieLens latest (whose Columns are the defaults), or the configured file
+        columns = source.columns
+        with path.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f, delimiter=columns.delimiter):
+                item, title = row.get(columns.item), row.get(columns.title)
+                if item is not None and title is not None:
+                    by_id[item.strip()] = title.strip()
+    for index, item in enumerate(item_ids.tolist()):
+        titles[index] = by_id.get(str(item), "")
+    return titles

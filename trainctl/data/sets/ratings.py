@@ -1,0 +1,73 @@
+"""Ratings (MovieLens or any CSV) as a regression task: inputs (user, item) index pairs, targets ratings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainctl.data import DATASETS
+from trainctl.data.movielens import ensure_movielens, is_archive_folder
+from trainctl.data.ratings import Ratings, RatingsConfig, config_source, read_ratings, split_ratings
+from trainctl.data.types import DataBundle, DataSpec, Split, Task
+from trainctl.errors import TrainctlError
+
+
+@dataclass(frozen=True)
+class RatingSpec(DataSpec):
+    """A DataSpec for (user, item) -> rating data: sizes, the id mappings and the rating scale."""
+
+    num_users: int = 0
+    num_items: int = 0
+    user_ids: Any = field(default=None, compare=False)  # np.ndarray: index -> the id in the file
+    item_ids: Any = field(default=None, compare=False)
+    rating_mean: float = 0.0  # over the training split
+    rating_min: float = 0.0
+    rating_max: float = 0.0
+
+
+def load_ratings(cfg: RatingsConfig) -> Ratings:
+    """Every rating `cfg` points at, downloading a missing MovieLens folder first."""
+    source = config_source(cfg)
+    folder = source.ratings_file.parent
+    if not source.ratings_file.is_file() and is_archive_folder(folder):
+        ensure_movielens(folder, cfg.mirrors, cfg.download)
+    return read_ratings(source)
+
+
+def as_split(ratings: Ratings) -> Split:
+    pairs = torch.from_numpy(np.stack([ratings.users, ratings.items], axis=1))
+    return Split(pairs, torch.from_numpy(ratings.values.astype(np.float32)))
+
+
+@DATASETS.register("ratings", RatingsConfig)
+def load_ratings_dataset(cfg: RatingsConfig) -> DataBundle:
+    ratings = load_ratings(cfg)
+    if len(ratings) < 2:
+        raise TrainctlError(f"{ratings.source} holds {len(ratings)} rating(s); a split needs at least 2")
+    train, test = split_ratings(ratings, cfg)
+    spec = RatingSpec(
+        input_shape=(2,),
+        num_outputs=1,
+        task=Task.regression,
+        num_users=ratings.num_users,
+        num_items=ratings.num_items,
+        user_ids=ratings.user_ids,
+        item_ids=ratings.item_ids,
+        rating_mean=float(train.values.mean()),
+        rating_min=float(ratings.values.min()),
+        rating_max=float(ratings.values.max()),
+    )
+    return DataBundle(train=as_split(train), test=as_split(test), spec=spec)
+
+
+def rating_spec(spec: DataSpec, needed_by: str) -> RatingSpec:
+    """`spec` as a RatingSpec, or an error saying that `needed_by` needs a ratings data set."""
+    if not isinstance(spec, RatingSpec):
+        raise TrainctlError(
+            f"{needed_by} needs a ratings data set (user, item, rating)",
+            fix="use dataset=ratings (e.g. conf=mf_movielens)",
+        )
+    return spec

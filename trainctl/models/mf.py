@@ -1,0 +1,118 @@
+"""Biased matrix factorisation: rating = global mean + user bias + item bias + user factors . item factors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainctl.config.schema import ModelConfig
+from trainctl.data.sets.ratings import rating_spec
+from trainctl.data.types import DataSpec
+from trainctl.models import MODELS
+
+
+@dataclass
+class MFConfig(ModelConfig):
+    factors: int = 50
+    init_std: float = 0.01  # factors start as N(0, init_std); biases at 0, the global bias at the mean
+    reg: float = 0.1  # L2 on the factor rows each training rating uses, per rating (as Funk/Surprise SVD)
+    bias_reg: float = 0.1  # the same for the user and item biases
+
+
+class MatrixFactorization(nn.Module):
+    """Embeddings for users and items; the id -> index mappings travel in the state dict.
+
+    In training mode, `forward` leaves the L2 penalty of the rows it used in `self.penalty`, which
+    the supervised recipe adds to the loss. In eval mode predictions are clipped to the rating scale.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        factors: int,
+        *,
+        init_std: float = 0.01,
+        reg: float = 0.0,
+        bias_reg: float = 0.0,
+        global_mean: float = 0.0,
+        rating_range: tuple[float, float] | None = None,
+        user_ids: Any = None,
+        item_ids: Any = None,
+    ) -> None:
+        super().__init__()
+        self.user_factors = nn.Embedding(num_users, factors)
+        self.item_factors = nn.Embedding(num_items, factors)
+        self.user_bias = nn.Embedding(num_users, 1)
+        self.item_bias = nn.Embedding(num_items, 1)
+        nn.init.normal_(self.user_factors.weight, 0.0, init_std)
+        nn.init.normal_(self.item_factors.weight, 0.0, init_std)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        self.global_bias = nn.Parameter(torch.tensor(float(global_mean)))
+        self.reg, self.bias_reg = reg, bias_reg
+        self.rating_range = rating_range
+        self.user_ids, self.item_ids = user_ids, item_ids
+        self.penalty: torch.Tensor | None = None
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        users, items = pairs[:, 0], pairs[:, 1]
+        p, q = self.user_factors(users), self.item_factors(items)
+        bu, bi = self.user_bias(users).squeeze(1), self.item_bias(items).squeeze(1)
+        prediction = self.global_bias + bu + bi + (p * q).sum(dim=1)
+        if self.training:
+            rows = self.reg * (p.pow(2).sum(1) + q.pow(2).sum(1)) + self.bias_reg * (bu.pow(2) + bi.pow(2))
+            self.penalty = rows.mean()
+            return prediction
+        self.penalty = None
+        if self.rating_range is not None:
+            prediction = prediction.clamp(*self.rating_range)
+        return prediction
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The id mappings and rating scale, saved with the weights (plain data: weights_only loads it)."""
+        return {
+            "user_ids": ids_to_state(self.user_ids),
+            "item_ids": ids_to_state(self.item_ids),
+            "rating_range": list(self.rating_range) if self.rating_range else None,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.user_ids = ids_from_state(state["user_ids"])
+        self.item_ids = ids_from_state(state["item_ids"])
+        self.rating_range = tuple(state["rating_range"]) if state["rating_range"] else None
+
+
+def ids_to_state(ids: Any) -> torch.Tensor | list[str] | None:
+    """Integer ids as an int64 tensor, other ids as a list of strings."""
+    if ids is None:
+        return None
+    ids = np.asarray(ids)
+    return torch.from_numpy(ids.astype(np.int64)) if ids.dtype.kind in "iu" else [str(i) for i in ids]
+
+
+def ids_from_state(state: torch.Tensor | list[str] | None) -> np.ndarray | None:
+    if state is None:
+        return None
+    return state.numpy() if isinstance(state, torch.Tensor) else np.asarray(state, dtype=str)
+
+
+@MODELS.register("mf", MFConfig)
+def build_mf(cfg: MFConfig, spec: DataSpec) -> MatrixFactorization:
+    ratings = rating_spec(spec, "model=mf")
+    return MatrixFactorization(
+        ratings.num_users,
+        ratings.num_items,
+        cfg.factors,
+        init_std=cfg.init_std,
+        reg=cfg.reg,
+        bias_reg=cfg.bias_reg,
+        global_mean=ratings.rating_mean,
+        rating_range=(ratings.rating_min, ratings.rating_max),
+        user_ids=ratings.user_ids,
+        item_ids=ratings.item_ids,
+    )

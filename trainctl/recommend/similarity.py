@@ -1,0 +1,61 @@
+"""Row-row similarity of a sparse ratings matrix (cosine or Pearson over co-rated columns, shrunk)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+BLOCK_ELEMENTS = 1 << 22  # rows are compared in blocks of about this many (rows x rows) entries
+
+
+class Similarity(str, Enum):
+    cosine = "cosine"  # over the columns both rows rated
+    pearson = "pearson"  # centred on each row's mean over the columns both rows rated
+
+
+def similarity(matrix: sp.spmatrix, kind: Similarity | str, shrinkage: float = 0.0) -> np.ndarray:
+    """Dense (rows x rows) float32 similarities from sparse products; 0 on the diagonal.
+
+    With n co-rated columns, a similarity is shrunk by (n - 1) / (n - 1 + shrinkage) toward 0, so
+    that pairs with little support count less (Koren 2010; Surprise's pearson_baseline does the same).
+    Pairs with no co-rated column or a zero variance get 0.
+    """
+    import scipy.sparse as sp  # here, not at module load: a cached query needs only the Similarity names
+
+    kind = Similarity(kind)
+    values = sp.csr_matrix(matrix, dtype=np.float64)
+    rated = values.copy()
+    rated.data[:] = 1.0
+    squares = values.multiply(values).tocsr()
+    rows = values.shape[0]
+    result = np.empty((rows, rows), dtype=np.float32)
+    block = max(1, BLOCK_ELEMENTS // max(rows, 1))
+    squares_t, rated_t, values_t = squares.T.tocsc(), rated.T.tocsc(), values.T.tocsc()
+    for start in range(0, rows, block):
+        part = slice(start, min(rows, start + block))
+        common = (rated[part] @ rated_t).toarray()  # n_uv: columns both rated
+        products = (values[part] @ values_t).toarray()  # sum of x_u x_v over them
+        squares_u = (squares[part] @ rated_t).toarray()  # sum of x_u^2 over them
+        squares_v = (rated[part] @ squares_t).toarray()  # sum of x_v^2 over them
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if kind is Similarity.cosine:
+                sim = products / np.sqrt(squares_u * squares_v)
+            else:
+                sums_u = (values[part] @ rated_t).toarray()
+                sums_v = (rated[part] @ values_t).toarray()
+                covariance = products - sums_u * sums_v / common
+                sim = covariance / np.sqrt(
+                    (squares_u - sums_u**2 / common) * (squares_v - sums_v**2 / common)
+                )
+        sim[~np.isfinite(sim) | (common == 0)] = 0.0
+        if shrinkage > 0:
+            support = np.maximum(common - 1.0, 0.0)
+            sim *= support / (support + shrinkage)
+        result[part] = sim
+    np.fill_diagonal(result, 0.0)
+    return result
