@@ -26,7 +26,8 @@ from trainctl.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from trainctl.compress import PASSES
+from trainctl.compress.distill import build_distiller
+from trainctl.compress.job import compress_after_training
 from trainctl.config.schema import Config
 from trainctl.data import load_dataset
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
@@ -60,6 +61,8 @@ class SupervisedRecipe:
         seed_everything(self.trainer.seed)  # the same initial weights on every rank
         self.data = load_dataset(self.cfg.data)
         self.objective = Objective(self.data.spec.task, label_smoothing=self.trainer.label_smoothing)
+        # distill.teacher: a teacher run's soft targets join the loss; each rank loads its own teacher
+        self.distiller = build_distiller(self.cfg, self.data.spec, self.objective, self.ctx.device)
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         seed_everything(self.trainer.seed + self.ctx.rank)  # then each rank its own dropout masks
         self.model = self.strategy.wrap(model)
@@ -103,10 +106,10 @@ class SupervisedRecipe:
                 test_metrics = self.evaluate(epoch)
                 self.remember_best(test_metrics)
             self.save_checkpoint("last")
-        self.model = PASSES.get(self.cfg.compress.name).build(self.cfg.compress).apply(self.model)
         if not test_metrics:  # resumed after the last epoch: measure what was saved
             test_metrics = self.evaluate(t.epochs - 1)
-        return self.summary(test_metrics)
+        # compress=OPTION: rank 0 compresses last.pt into a child run (report card, `latest` points at it)
+        return self.summary(test_metrics) | compress_after_training(self.cfg, self.ctx)
 
     def train_epoch(self, epoch: int) -> None:
         t = self.trainer
@@ -169,7 +172,7 @@ class SupervisedRecipe:
             for i, (x, y) in enumerate(pieces):
                 last_piece = i == len(pieces) - 1  # gradients are synchronised once, on the last piece
                 with contextlib.nullcontext() if last_piece else self.strategy.no_sync(self.model):
-                    loss = self.objective.loss(self.model(x), y) + self.regularization()
+                    loss = self.training_loss(x, y) + self.regularization()
                     # Weight each piece by its share of the global batch: gradients summed over
                     # pieces and averaged over ranks are then those of the global batch's mean loss.
                     weight = len(y) * self.loader.world_size / global_size
@@ -182,6 +185,13 @@ class SupervisedRecipe:
             self.scheduler.step()
             self.strategy.after_step(self.model)
         return total
+
+    def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The objective's loss of the model's outputs; with distill.teacher, the distillation loss."""
+        outputs = self.model(inputs)
+        if self.distiller is not None:
+            return self.distiller.loss(outputs, inputs, targets)
+        return self.objective.loss(outputs, targets)
 
     def regularization(self) -> torch.Tensor | float:
         """Hook: the penalty a model's last forward pass left in `.penalty` (mf's L2 on its rows), else 0."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TrainctlError(f"checkpoint not found: {path}", fix="train the run first or pick another run")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own loader of int8 (quantized) tensors still warns
+            warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated.*")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise TrainctlError(f"cannot read checkpoint: {str(exc).splitlines()[0]}", where=str(path)) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -147,6 +147,66 @@ def recommend(
     render(answer, as_json)
 
 
+# ---------------------------------------------------------------- compression (issue 5)
+@app.command()
+@user_errors
+def compress(
+    target: str = typer.Argument(..., help="The run to compress: RUN_DIR or 'latest'. It is only read."),
+    quantize: str | None = typer.Option(
+        None,
+        "--quantize",
+        "-q",
+        help="int8 (dynamic for Linear/BERT models, static for conv nets), int8-dynamic, int8-static, "
+        "bf16 or fp16.",
+    ),
+    prune: float | None = typer.Option(
+        None, "--prune", "-p", help="Fraction of weights/channels to remove, in (0, 1)."
+    ),
+    prune_method: str | None = typer.Option(
+        None,
+        "--prune-method",
+        help="global-l1 (default: zeroes weights) or structured-channels (removes units).",
+    ),
+    finetune_epochs: int | None = typer.Option(
+        None, "--finetune-epochs", help="Epochs of training after pruning."
+    ),
+    calib_batches: int | None = typer.Option(
+        None, "--calib-batches", help="Static int8: training batches to calibrate on (default 32)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for the latency figures."),
+    best: bool = typer.Option(False, "--best", help="Start from checkpoints/best.pt instead of last.pt."),
+) -> None:
+    """Compress a run into a new run and print its report card (size, latency, accuracy).
+    Example: trainctl compress latest --prune 0.5 --finetune-epochs 1 --quantize int8"""
+    from trainctl.commands.compress import compress as run_compress
+
+    run_compress(
+        target,
+        quantize=quantize,
+        prune=prune,
+        prune_method=prune_method,
+        finetune_epochs=finetune_epochs,
+        calib_batches=calib_batches,
+        threads=threads,
+        best=best,
+    )
+
+
+@app.command()
+@user_errors
+def compare(
+    first: str = typer.Argument(..., help="A run: RUN_DIR or 'latest'."),
+    second: str = typer.Argument(..., help="Another run trained on the same data."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for the latency figures."),
+) -> None:
+    """Print the report card of two runs side by side.
+    Example: trainctl compare runs/mlp_mnist/20260101-120000 latest"""
+    from trainctl.commands.compress import compare as run_compare
+
+    run_compare(first, second, threads=threads)
+
+
+# ---------------------------------------------------------------- end compression
 @configs_app.command("list")
 @user_errors
 def configs_list(

@@ -58,6 +58,7 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     otherwise the launcher config decides it. With `download`, missing data files are fetched now,
     once, before any worker starts.
     """
+    from trainctl.compress.checks import compression_checks  # issue 5: compress=..., distill.teacher
     from trainctl.data import prepare_dataset
     from trainctl.launch import build_launcher
     from trainctl.models import build_model
@@ -75,6 +76,9 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     info = prepare_dataset(cfg.data, download=download)
     strategy = build_strategy(cfg.parallel)
     checks += strategy.check(cfg, world, lambda: build_model(cfg.model, info.spec))
+    checks += compression_checks(
+        cfg, info.spec, lambda: build_model(cfg.model, info.spec), strategy.owns_step
+    )
     for key in ("epochs", "batch_size", "grad_accum", "log_every", "eval_every", "eval_batch_size"):
         value = getattr(t, key)
         require(

@@ -34,20 +34,18 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     import torch
 
     from trainctl.checkpoint import load_checkpoint
+    from trainctl.compress.stored import inference_device, rebuild_model
     from trainctl.data import load_dataset
     from trainctl.evaluation import evaluate
-    from trainctl.models import build_model
     from trainctl.plan import resolve_device
     from trainctl.tasks import Objective
 
     checkpoint = locate_checkpoint(target, tag)
     state = load_checkpoint(checkpoint)
     cfg = compose(overrides, base=OmegaConf.create(state["config"])).config
-    device = torch.device(resolve_device(cfg.trainer.device))
+    device = inference_device(state, torch.device(resolve_device(cfg.trainer.device)))
     data = load_dataset(cfg.data)
-    model = build_model(cfg.model, data.spec)
-    model.load_state_dict(state["model"])
-    model.to(device)
+    model = rebuild_model(cfg.model, data.spec, state).to(device)  # compressed models: their passes redone
     objective = Objective(data.spec.task, label_smoothing=cfg.trainer.label_smoothing)
     metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
     return {"checkpoint": str(checkpoint), "samples": len(data.test), **metrics}

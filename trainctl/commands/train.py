@@ -52,6 +52,12 @@ def check_resumable(saved: dict[str, Any], new: dict[str, Any]) -> None:
 def plan_resume(target: str, overrides: Sequence[str], download: bool) -> tuple[Plan, RunDir]:
     """Plan the continuation of a run from its saved config and last checkpoint."""
     run = resolve_run(target, default_runs_root())
+    if run.read_meta().get("parent"):  # issue 5: a compressed run holds a model, not a training state
+        raise TrainctlError(
+            "a compressed run cannot be resumed: it has no optimizer or position to continue from",
+            where=str(run.path),
+            fix=f"resume its parent ({run.read_meta()['parent']}), or compress again",
+        )
     if not run.checkpoint("last").is_file():
         raise TrainctlError(
             f"the run has no checkpoint to resume from: {run.checkpoint('last')}",

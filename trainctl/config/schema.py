@@ -96,6 +96,16 @@ class TrainerConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (Hinton et al. 2015): also learn a teacher run's softened predictions."""
+
+    teacher: str | None = None  # RUN_DIR or 'latest' (resolved when composed); null: no distillation
+    temperature: float = 4.0  # softens both distributions; the soft term is scaled by temperature^2
+    alpha: float = 0.9  # weight of the soft-target term; 1 - alpha weighs the loss on the labels
+    checkpoint: str = "last"  # the teacher's checkpoint: last or best
+
+
+@dataclass
 class RunConfig:
     """Where runs are written: <root>/<preset>/<timestamp>/."""
 
@@ -115,4 +125,5 @@ class Config:
     parallel: Any = MISSING
     compress: Any = MISSING
     launcher: Any = MISSING
+    distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)

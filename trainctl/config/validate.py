@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from trainctl.config.schema import Config, RunConfig, TrainerConfig
+from trainctl.config.schema import Config, DistillConfig, RunConfig, TrainerConfig
 from trainctl.errors import TrainctlError, suggestion
 
 # Sections chosen from a registry by their `name` field: section -> "module:REGISTRY".
@@ -22,7 +22,7 @@ REGISTRY_SECTIONS: dict[str, str] = {
     "compress": "trainctl.compress:PASSES",
     "launcher": "trainctl.launch:LAUNCHERS",
 }
-FIXED_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "run": RunConfig}
+FIXED_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "run": RunConfig, "distill": DistillConfig}
 SCALARS = ("preset", "recipe")
 TOP_LEVEL = [f.name for f in dataclasses.fields(Config)]
 
@@ -106,6 +106,10 @@ def to_config(tree: DictConfig) -> tuple[Config, DictConfig]:
         root = tree[section].get("root")
         if isinstance(root, str):
             tree[section].root = str(Path(root).expanduser().absolute())
+    teacher = tree.distill.teacher
+    if teacher:  # a fixed path now: `latest` would point at the student's own run once it starts
+        path = Path(tree.run.root) / "latest" if teacher == "latest" else Path(teacher).expanduser()
+        tree.distill.teacher = str(path.resolve())
     return OmegaConf.to_object(tree), tree
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from trainctl.compress import PASSES
+from trainctl.compress.base import CompressionPass
 from trainctl.config.schema import CompressConfig
 
 
@@ -15,11 +14,6 @@ class NoCompressionConfig(CompressConfig):
     pass
 
 
-class KeepModel:
-    def apply(self, model: nn.Module) -> nn.Module:
-        return model
-
-
 @PASSES.register("none", NoCompressionConfig)
-def build_none(cfg: NoCompressionConfig) -> KeepModel:
-    return KeepModel()
+def build_none(cfg: NoCompressionConfig) -> CompressionPass:
+    return CompressionPass(cfg)  # never applied: build_passes returns no pass for `none`

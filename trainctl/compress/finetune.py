@@ -1,0 +1,56 @@
+"""Fine-tuning after a pass (pruning): a few epochs on the train split with the run's optimizer kind."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from trainctl.data.loader import BatchLoader
+from trainctl.errors import RunFailed
+from trainctl.optim import build_optimizer
+from trainctl.tasks import Objective
+
+if TYPE_CHECKING:
+    from trainctl.compress.base import PassJob
+
+LR_FRACTION = 0.1  # default fine-tuning rate: a tenth of the run's optim.lr, at a constant rate
+
+
+def finetune(model: nn.Module, job: PassJob, epochs: int, lr: float | None) -> None:
+    """Train `model` in place, on one process, continuing the run's epoch orders (epoch E, E+1, ...).
+
+    Pruning masks registered by torch.nn.utils.prune stay applied, so pruned weights stay zero.
+    """
+    cfg = job.cfg
+    rate = cfg.optim.lr * LR_FRACTION if lr is None else lr
+    optimizer = build_optimizer(
+        dataclasses.replace(cfg.optim, lr=rate), [p for p in model.parameters() if p.requires_grad]
+    )
+    objective = Objective(job.data.spec.task, label_smoothing=cfg.trainer.label_smoothing)
+    loader = BatchLoader(job.data.train, cfg.trainer.batch_size, shuffle=True, seed=cfg.trainer.seed)
+    model.to(job.device).train()
+    for epoch in range(epochs):
+        total, samples = 0.0, 0
+        for _, inputs, targets, _ in loader.epoch(cfg.trainer.epochs + epoch):
+            inputs, targets = inputs.to(job.device), targets.to(job.device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective.loss(model(inputs), targets)
+            penalty = getattr(model, "penalty", None)  # a model's own regularizer (mf), as in training
+            (loss if penalty is None else loss + penalty).backward()
+            if cfg.trainer.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
+            optimizer.step()
+            total += loss.item() * len(targets)
+            samples += len(targets)
+        mean = total / max(samples, 1)
+        if not math.isfinite(mean):
+            raise RunFailed(
+                f"fine-tuning diverged: the loss became {mean} in epoch {epoch + 1}",
+                fix="lower the fine-tuning rate (finetune_lr) or fine-tune for fewer epochs",
+            )
+        job.log(f"fine-tune epoch {epoch + 1}/{epochs}: train loss {mean:.4f} (lr {rate:g})")
+    model.eval()
