@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["overhead", "step_cost", "ddp", "recommend"]
+BENCHES = ["overhead", "step_cost", "ddp", "recommend", "compress", "quantize"]
 
 
 def main() -> None:

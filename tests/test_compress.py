@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -251,3 +252,26 @@ def test_compare_prints_two_runs_and_refuses_different_data(digits_run: Path, ru
     train(["conf=linreg", "trainer.epochs=1", *SINGLE])
     result = runner.invoke(app, ["compare", str(digits_run), "latest"])
     assert result.exit_code == 2 and "different data" in result.output
+
+
+def test_int8_quantizes_embedding_tables_even_with_expanded_indices() -> None:
+    class Embedder(nn.Module):  # like BERT's embeddings: token-type ids are an expanded (strided) buffer
+        def __init__(self) -> None:
+            super().__init__()
+            self.words, self.types, self.head = nn.Embedding(50, 8), nn.Embedding(2, 8), nn.Linear(8, 2)
+            self.register_buffer("type_ids", torch.zeros(1, 16, dtype=torch.long))
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            types = self.type_ids.expand(ids.shape[0], -1)[:, : ids.shape[1]]
+            return self.head((self.words(ids) + self.types(types)).mean(dim=1))
+
+    torch.manual_seed(0)
+    model, ids = Embedder().eval(), torch.randint(0, 50, (4, 16))
+    (int8,) = build_passes({"name": "int8"})
+    quantized = int8.apply(copy.deepcopy(model))
+    assert isinstance(quantized.words, torch.ao.nn.quantized.Embedding)
+    assert isinstance(quantized.types, torch.ao.nn.quantized.Embedding)
+    assert torch.allclose(quantized(ids), model(ids), atol=0.05)
+    restored = int8.restore(Embedder(), {})
+    restored.load_state_dict(quantized.state_dict())
+    assert torch.equal(restored(ids), quantized(ids))

@@ -81,7 +81,9 @@ def test_bad_distillation_settings_stop_before_the_run(
 
 
 def test_a_teacher_of_another_data_set_or_no_run_is_refused(tmp_path: Path, runs_root: Path) -> None:
-    other = Path(train(["conf=linreg", "trainer.epochs=1", f"run.root={tmp_path / 'other'}", *SINGLE])["run dir"])
+    other = Path(
+        train(["conf=linreg", "trainer.epochs=1", f"run.root={tmp_path / 'other'}", *SINGLE])["run dir"]
+    )
     result = runner.invoke(app, ["train", f"distill.teacher={other}", *SINGLE])
     assert result.exit_code == 2 and "trained on data set 'linreg'" in result.output
     result = runner.invoke(app, ["train", f"distill.teacher={tmp_path}", *SINGLE])

@@ -84,10 +84,15 @@ class DynamicInt8(CompressionPass):
         return spec
 
     def apply(self, model: nn.Module, job: PassJob | None = None) -> nn.Module:
+        from torch.ao.nn.quantized import Embedding as QuantizedEmbedding
         from torch.ao.quantization import quantize_dynamic
 
         with torch_ao():
-            return quantize_dynamic(model.cpu().eval(), self.qconfig_spec(), dtype=torch.qint8)
+            model = quantize_dynamic(model.cpu().eval(), self.qconfig_spec(), dtype=torch.qint8)
+        for module in model.modules():
+            if isinstance(module, QuantizedEmbedding):  # its kernel needs contiguous indices; transformers
+                module.register_forward_pre_hook(contiguous_inputs)  # passes expanded token-type ids
+        return model
 
     def restore(self, model: nn.Module, structure: dict[str, Any]) -> nn.Module:
         return self.apply(model)
@@ -96,6 +101,10 @@ class DynamicInt8(CompressionPass):
 @PASSES.register("int8", DynamicInt8Config)
 def build_int8(cfg: DynamicInt8Config) -> DynamicInt8:
     return DynamicInt8(cfg)
+
+
+def contiguous_inputs(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
 # ----------------------------------------------------------------------------------------------- static
