@@ -7,35 +7,18 @@ import ast
 import dataclasses
 import enum
 import functools
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
+from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES, conf_dir, groups, options
+from trainctl.config.schema import Logger
+from trainctl.config.validate import FIXED_SECTIONS, REGISTRY_SECTIONS
+
 PACKAGE = Path(__file__).resolve().parent
-GROUP_ALIASES = {"conf": "preset"}
-SECTION_OF_GROUP = {"dataset": "data"}
-FIXED = ("trainer", "run")
-
-
-def conf_dir() -> Path:
-    from trainctl.config.compose import conf_dir as configured  # light: no Hydra at import
-
-    return configured()
-
-
-def groups() -> list[str]:
-    return sorted(p.name for p in conf_dir().iterdir() if p.is_dir())
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / GROUP_ALIASES.get(group, group)).glob("*.yaml"))
-
-
-def registry_sections() -> dict[str, str]:
-    from trainctl.config.validate import REGISTRY_SECTIONS
-
-    return {section: target.split(":")[1] for section, target in REGISTRY_SECTIONS.items()}
+SECTIONS = [*REGISTRY_SECTIONS, *FIXED_SECTIONS]
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +40,7 @@ def source_schemas() -> tuple[dict[str, dict[str, str]], dict[str, tuple[list[st
                     if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
                 ]
                 classes.setdefault(node.name, (bases, fields))
-            elif (
+            elif (  # @REGISTRY.register("name", SchemaClass, ...)
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "register"
@@ -78,106 +61,85 @@ def class_fields(name: str) -> list[str]:
     return list(dict.fromkeys([*inherited, *own]))
 
 
+def defaults_of(path: Path) -> dict[str, str]:
+    """group -> option from a YAML file's defaults list (`override /model: mlp` counts as `model`)."""
+    chosen = {}
+    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                chosen[str(key).replace("override", "").strip().strip("/")] = str(value)
+    return chosen
+
+
 def chosen_options(words: Sequence[str]) -> dict[str, str]:
     """Group -> option for the command line so far: its group=option words over the preset's defaults
     over conf/config.yaml's."""
-    picked = dict(word.split("=", 1) for word in words if "=" in word and "." not in word.split("=", 1)[0])
-    choices: dict[str, str] = {}
-    base = yaml.safe_load((conf_dir() / "config.yaml").read_text()) or {}
-    for entry in base.get("defaults", []):
-        if isinstance(entry, dict):
-            choices.update({str(k): str(v) for k, v in entry.items()})
-    preset = picked.get("conf") or picked.get("preset") or choices.get("preset")
-    preset_file = conf_dir() / "preset" / f"{preset}.yaml"
+    picked = {
+        GROUP_ALIASES.get(key, key): value
+        for key, _, value in (word.partition("=") for word in words if "=" in word)
+        if "." not in key
+    }
+    choices = defaults_of(conf_dir() / "config.yaml")
+    preset_file = conf_dir() / "preset" / f"{picked.get('preset') or choices.get('preset')}.yaml"
     if preset_file.is_file():
-        for entry in (yaml.safe_load(preset_file.read_text()) or {}).get("defaults", []):
-            if isinstance(entry, dict):
-                for key, value in entry.items():
-                    choices[str(key).replace("override", "").strip().strip("/")] = str(value)
-    choices.update({GROUP_ALIASES.get(k, k): v for k, v in picked.items()})
-    return choices
+        choices.update(defaults_of(preset_file))
+    return choices | picked
 
 
-def section_fields(section: str, words: Sequence[str]) -> list[tuple[str, type | None]]:
-    """(field, type or None) of a config section as the command line so far would configure it."""
-    from trainctl.config import schema
-
-    if section in FIXED:
-        cls = {"trainer": schema.TrainerConfig, "run": schema.RunConfig}[section]
-        return [(f.name, f.type if not isinstance(f.type, str) else None) for f in dataclasses.fields(cls)]
-    group = next((g for g, s in SECTION_OF_GROUP.items() if s == section), section)
-    option = chosen_options(words).get(group)
-    if option is None:
-        return []
-    option_file = conf_dir() / group / f"{option}.yaml"
-    name = (
-        (yaml.safe_load(option_file.read_text()) or {}).get("name", option)
-        if option_file.is_file()
-        else option
-    )
-    registered, _ = source_schemas()
-    schema_class = registered.get(registry_sections().get(section, ""), {}).get(str(name))
-    return [(f, None) for f in class_fields(schema_class)] if schema_class else []
-
-
-def nested_fields(section: str, words: Sequence[str]) -> list[str]:
-    """Every settable key under a section, nested dataclasses flattened (trainer.early_stopping.patience)."""
-    from trainctl.config import schema
-
-    keys = []
-    hints = {"trainer": schema.TrainerConfig, "run": schema.RunConfig}
-    for name, _ in section_fields(section, words):
-        if section in hints:
-            import typing
-
-            kind = typing.get_type_hints(hints[section]).get(name)
+def section_keys(section: str, words: Sequence[str]) -> list[str]:
+    """Every settable key of a section as the command line so far configures it, nested dataclasses
+    flattened (trainer.early_stopping.patience); `name` is left out (it is chosen with group=option)."""
+    if section in FIXED_SECTIONS:
+        hints = typing.get_type_hints(FIXED_SECTIONS[section])
+        keys = []
+        for name, kind in hints.items():
             if dataclasses.is_dataclass(kind):
                 keys += [f"{section}.{name}.{f.name}" for f in dataclasses.fields(kind)]
-                continue
-        keys.append(f"{section}.{name}")
-    return keys
+            else:
+                keys.append(f"{section}.{name}")
+        return keys
+    group = next((g for g, s in KEY_ALIASES.items() if s == section), section)
+    option = chosen_options(words).get(group)
+    option_file = conf_dir() / group / f"{option}.yaml"
+    if option is None or not option_file.is_file():
+        return []
+    name = (yaml.safe_load(option_file.read_text()) or {}).get("name", option)
+    registered, _ = source_schemas()
+    registry = REGISTRY_SECTIONS[section].split(":")[1]
+    schema_class = registered.get(registry, {}).get(str(name))
+    return [f"{section}.{f}" for f in class_fields(schema_class) if f != "name"] if schema_class else []
 
 
-def value_choices(key: str, words: Sequence[str]) -> list[str]:
+def value_choices(key: str) -> list[str]:
     """Values worth offering for `key`: a group's options, an enum's members, true/false."""
-    from trainctl.config import schema
-
     group = GROUP_ALIASES.get(key, key)
     if "." not in key and group in groups():
         return options(group)
     if key == "logger":
-        return [member.value for member in schema.Logger]
+        return [member.value for member in Logger]
     section, _, rest = key.partition(".")
-    if section in ("trainer", "run"):
-        import typing
-
-        cls: object = {"trainer": schema.TrainerConfig, "run": schema.RunConfig}[section]
-        kind: object = None
-        for part in rest.split("."):
-            kind = typing.get_type_hints(cls).get(part) if dataclasses.is_dataclass(cls) else None
-            cls = kind
-        args = typing.get_args(kind) or (kind,)
-        for arg in args:
-            if isinstance(arg, type) and issubclass(arg, enum.Enum):
-                return [member.value for member in arg]
-            if arg is bool:
-                return ["true", "false"]
+    kind: object = FIXED_SECTIONS.get(section)
+    for part in rest.split("."):
+        kind = typing.get_type_hints(kind).get(part) if dataclasses.is_dataclass(kind) else None
+    for arg in typing.get_args(kind) or (kind,):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return [member.value for member in arg]
+        if arg is bool:
+            return ["true", "false"]
     return []
 
 
 def key_choices(prefix: str, words: Sequence[str]) -> list[str]:
-    """Top level: `group=` and `section.`; inside a section: its `section.key=` entries."""
+    """Top level: `group=`, `section.` and `logger=`; inside a section: its `section.key=` entries."""
     if "." not in prefix:
         tops = ["conf=" if g == "preset" else f"{g}=" for g in groups()]
-        tops += [
-            f"{s}." for s in ["model", "data", "optim", "trainer", "parallel", "compress", "launcher", "run"]
-        ]
-        tops.append("logger=")
+        tops += [f"{section}." for section in SECTIONS] + ["logger="]
         return sorted(t for t in tops if t.startswith(prefix))
-    section = prefix.split(".", 1)[0]
-    section = SECTION_OF_GROUP.get(section, section)
-    shown = prefix.split(".", 1)[0]
-    keys = [f"{shown}{k[len(section) :]}=" for k in nested_fields(section, words) if k != f"{section}.name"]
+    shown = prefix.split(".", 1)[0]  # `dataset.` is accepted for `data.`
+    section = KEY_ALIASES.get(shown, shown)
+    if section not in SECTIONS:
+        return []
+    keys = [f"{shown}{key[len(section) :]}=" for key in section_keys(section, words)]
     return [k for k in keys if k.startswith(prefix)]
 
 
@@ -187,7 +149,7 @@ def complete_overrides(words: Sequence[str], incomplete: str) -> list[str]:
     try:
         if "=" in incomplete:
             key, _, prefix = incomplete.partition("=")
-            return [f"{key}={v}" for v in value_choices(key, words) if v.startswith(prefix)]
+            return [f"{key}={v}" for v in value_choices(key) if v.startswith(prefix)]
         return key_choices(incomplete, words)
     except (OSError, yaml.YAMLError, SyntaxError):  # never break the user's shell over a bad file
         return []
