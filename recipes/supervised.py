@@ -288,7 +288,7 @@ class SupervisedRecipe:
                 f"the checkpoint has {state['world_size']} rank(s), this run {self.ctx.world_size}",
                 fix="resume with the launcher settings of the original run",
             )
-        self.strategy.restore(self.model, self.optimizer, state, path.parent, path.stem)
+        self.strategy.restore(self.model, self.optimizer, state, path.parent)
         self.scheduler.load_state_dict(state["scheduler"])
         if state["total_steps"] != self.total_steps:  # re-plan the schedule from the saved step on
             self.scheduler.last_epoch -= 1
