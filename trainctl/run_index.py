@@ -132,7 +132,15 @@ def find_runs(root: Path, preset: str | None = None) -> list[RunSummary]:
     runs = [summarize(p.parent, now) for p in sorted(set(paths)) if p.parent.name != "latest"]
     if preset is not None:
         runs = [r for r in runs if r.preset == preset]
-    return sorted(runs, key=lambda r: (r.created, str(r.path)), reverse=True)
+    return sorted(runs, key=lambda r: (r.created, recorded_ns(r.path)), reverse=True)
+
+
+def recorded_ns(path: Path) -> int:
+    """When the run's overrides.yaml was written (once, at its start): orders runs of the same second."""
+    try:
+        return RunDir(path).overrides_file.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def format_duration(seconds: float | None) -> str:
