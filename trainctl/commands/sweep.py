@@ -21,7 +21,7 @@ from rich.table import Table
 
 from trainctl.config.compose import compose
 from trainctl.errors import RunFailed, TrainctlError
-from trainctl.run_index import RunSummary, format_duration, format_metric, summarize
+from trainctl.run_index import RunSummary, format_duration, format_metric, read_metrics, summarize
 from trainctl.runs import RunDir, default_runs_root
 from trainctl.sweep import Job, expand, sweep_dir, sweep_name
 
@@ -140,8 +140,6 @@ def sweep(
 def metric_of(result: JobResult, metric: str | None) -> float | None:
     if metric is None or metric == result.summary.metric:
         return result.summary.value
-    from trainctl.run_index import read_metrics
-
     evals = [r for r in read_metrics(RunDir(result.path).metrics_file) if r.get("kind") == "eval"]
     value: Any = evals[-1].get(metric) if evals else None
     return float(value) if isinstance(value, int | float) else None
