@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test smoke lint bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,12 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+# A few steps of every preset: finite, falling loss; resume and determinism bit for bit (CI runs it).
+# Data sets: $TRAINCTL_DATA_DIR, else ../shared/data.
+smoke: setup
+	TRAINCTL_DATA_DIR="$${TRAINCTL_DATA_DIR:-$(abspath ../shared/data)}" \
+		$(VENV)/bin/trainctl smoke --check-resume --check-determinism
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -30,9 +30,11 @@ from trainctl.compress.distill import build_distiller
 from trainctl.compress.job import compress_after_training
 from trainctl.config.schema import Config
 from trainctl.data import load_dataset
+from trainctl.early_stopping import EarlyStopping
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
+from trainctl.observe.profiling import step_profiler
 from trainctl.optim import build_optimizer
 from trainctl.optim.schedules import build_scheduler
 from trainctl.parallel.collectives import gather_to_rank0
@@ -77,6 +79,11 @@ class SupervisedRecipe:
         self.best: float | None = None
         self.position = Position()
         self.last_loss = math.nan
+        # issue 7: early stopping, profiler
+        self.early_stopping = EarlyStopping(self.trainer.early_stopping, default_metric=self.monitor)
+        self.profiler = step_profiler(
+            self.trainer.profile and self.ctx.is_main, self.ctx.run.path / "profile", self.ctx.message
+        )
         if self.ctx.resume_from is not None:
             self.load_checkpoint(self.ctx.resume_from)
 
@@ -100,12 +107,21 @@ class SupervisedRecipe:
         )
         test_metrics: dict[str, float] = {}
         for epoch in range(self.position.epoch, t.epochs):
+            if self.out_of_steps():  # resumed at the trainer.max_steps cap
+                break
             self.train_epoch(epoch)
-            last = epoch == t.epochs - 1
+            last = epoch == t.epochs - 1 or self.out_of_steps()
+            stopping = False
             if last or (epoch + 1) % t.eval_every == 0:
                 test_metrics = self.evaluate(epoch)
                 self.remember_best(test_metrics)
+                stopping = self.early_stopping.update(test_metrics, self.position.step)
             self.save_checkpoint("last")
+            if last or stopping:
+                break
+        self.profiler.close()
+        if self.early_stopping.reason:
+            self.ctx.message(self.early_stopping.reason, "warning")
         if not test_metrics:  # resumed after the last epoch: measure what was saved
             test_metrics = self.evaluate(t.epochs - 1)
         # compress=OPTION: rank 0 compresses last.pt into a child run (report card, `latest` points at it)
@@ -130,7 +146,11 @@ class SupervisedRecipe:
             window_steps += 1
             window_samples += global_size
             epoch_samples += global_size
-            if self.position.step % t.log_every == 0 or batch + 1 == self.steps_per_epoch:
+            if (
+                self.position.step % t.log_every == 0
+                or batch + 1 == self.steps_per_epoch
+                or self.out_of_steps()
+            ):
                 now = time.perf_counter()
                 self.last_loss = window_loss / window_steps
                 self.ctx.reporter.emit(
@@ -145,8 +165,11 @@ class SupervisedRecipe:
                     )
                 )
                 window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, now
+            self.profiler.step()
             if stop:
                 self.stop_now()
+            if self.out_of_steps() and batch + 1 < self.steps_per_epoch:  # trainer.max_steps, mid-epoch
+                return
         self.position = Position(epoch + 1, 0, self.position.step)
         self.ctx.reporter.emit(
             EpochRecord(
@@ -157,6 +180,9 @@ class SupervisedRecipe:
                 rank=self.ctx.rank,
             )
         )
+
+    def out_of_steps(self) -> bool:
+        return self.trainer.max_steps is not None and self.position.step >= self.trainer.max_steps
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int) -> float:
         """One optimizer step over this rank's share of a global batch; returns its mean loss."""
@@ -236,6 +262,7 @@ class SupervisedRecipe:
             "steps": self.position.step,
             "train loss": self.last_loss,
             "test": test_metrics,
+            **({"stopped early": self.early_stopping.reason} if self.early_stopping.reason else {}),
             **({"model": learned} if learned else {}),
             "wall seconds": time.perf_counter() - self.ctx.started,
             "run dir": str(self.ctx.run.path),
@@ -256,6 +283,7 @@ class SupervisedRecipe:
             "rng": rngs,
             "position": asdict(self.position),
             "best": self.best,
+            "early_stopping": self.early_stopping.state_dict(),
             "total_steps": self.total_steps,
             "world_size": self.ctx.world_size,
             "config": self.ctx.plan.tree,
@@ -270,13 +298,15 @@ class SupervisedRecipe:
                 f"the checkpoint has {state['world_size']} rank(s), this run {self.ctx.world_size}",
                 fix="resume with the launcher settings of the original run",
             )
-        self.strategy.restore(self.model, self.optimizer, state, path.parent, path.stem)
+        self.strategy.restore(self.model, self.optimizer, state, path.parent)
         self.scheduler.load_state_dict(state["scheduler"])
         if state["total_steps"] != self.total_steps:  # re-plan the schedule from the saved step on
             self.scheduler.last_epoch -= 1
             self.scheduler.step()
         self.position = Position(**state["position"])
         self.best = state["best"]
+        if "early_stopping" in state:
+            self.early_stopping.load_state_dict(state["early_stopping"])
         set_rng_state(state["rng"][self.ctx.rank])
         self.ctx.message(f"resumed from {path} at epoch {self.position.epoch + 1}, step {self.position.step}")
 

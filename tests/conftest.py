@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SINGLE = ["launcher.nproc=1", "parallel=none"]  # the in-process, one-rank launch
+SINGLE = ["launcher.nproc=1", "parallel=none", "trainer.threads=1"]  # in-process, one rank, one thread
 SHARED_DATA = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
@@ -75,4 +75,16 @@ def trainctl(
         timeout=timeout,
         env=full_env,
         cwd=REPO,
+    )
+
+
+def start_trainctl(*args: str, runs: Path) -> subprocess.Popen[str]:
+    """Start `trainctl train ARGS` in the background (stdout and stderr piped separately)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainctl", "train", *args],
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "TRAINCTL_RUNS_DIR": str(runs)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )

@@ -29,6 +29,15 @@ def test_help_is_fast_and_imports_no_torch() -> None:
 
 
 @pytest.mark.parametrize(
+    "command",
+    [["runs", "ls"], ["report"], ["lr-find"], ["sweep"], ["smoke"], ["eval"], ["recommend"], ["plan"]],
+)
+def test_every_command_help_shows_an_example(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Example: trainctl " + command[0] in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["optim.lrr=0.1"], "Did you mean 'optim.lr'?"),

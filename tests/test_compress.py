@@ -275,3 +275,35 @@ def test_int8_quantizes_embedding_tables_even_with_expanded_indices() -> None:
     restored = int8.restore(Embedder(), {})
     restored.load_state_dict(quantized.state_dict())
     assert torch.equal(restored(ids), quantized(ids))
+
+
+def test_int8_on_a_conv_net_is_static_and_structured_pruning_narrows_convolutions(runs_root: Path) -> None:
+    cnn = [
+        "model=cnn",
+        "model.channels=[8,16]",
+        "model.dense=32",
+        "trainer.epochs=2",
+        "trainer.threads=1",
+        *SINGLE,
+    ]
+    parent = Path(train(cnn)["run dir"])
+    code, out = compress_cli(str(parent), "--quantize", "int8", "--calib-batches", "4")
+    assert code == 0, out
+    child = latest_beside(parent)
+    meta = json.loads((child / "run.json").read_text())
+    assert meta["compression"] == [{"name": "int8_static", "calib_batches": 4}]
+    report = json.loads((child / "report.json").read_text())
+    assert abs(report["after"]["metrics"]["accuracy"] - report["before"]["metrics"]["accuracy"]) < 0.03
+    after = report["after"]["metrics"]["accuracy"]
+    assert evaluate_checkpoint(str(child), [])["accuracy"] == pytest.approx(after)
+    code, out = compress_cli(str(parent), "--prune", "0.5", "--prune-method", "structured-channels")
+    assert code == 0, out
+    state = load_run(str(latest_beside(parent))).model.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    assert shapes["0.weight"] == (4, 1, 3, 3) and shapes["3.weight"] == (
+        16,
+        4,
+        3,
+        3,
+    )  # conv, relu, pool, conv
+    assert shapes["8.weight"] == (16, 64) and shapes["11.weight"] == (10, 16)  # dense -> head

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, SINGLE, trainctl
+from tests.conftest import REPO, SINGLE, start_trainctl, trainctl
 from trainctl.checkpoint import load_checkpoint
 from trainctl.cli import app
 from trainctl.launch.elastic import free_port
@@ -175,18 +175,11 @@ def test_killed_worker_restarts_from_the_checkpoint_and_ends_like_an_uninterrupt
     ]
     reference = train_run(tmp_path / "straight", *common)
     runs = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainctl", "train", *common, "launcher.max_restarts=1"],
-        env={**os.environ, "TRAINCTL_RUNS_DIR": str(runs)},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_trainctl(*common, "launcher.max_restarts=1", runs=runs)
     run = wait_for_train_records(runs, 16)  # 13 records an epoch: this is mid-way through epoch 2
     os.kill(worker_pid(run, 1), signal.SIGKILL)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output[-3000:]
+    output, errors = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-3000:] + errors[-3000:]
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "finished" and meta["restarts"] == 1
     assert "resuming from" in (run / "logs" / "rank0.log").read_text()
@@ -194,23 +187,13 @@ def test_killed_worker_restarts_from_the_checkpoint_and_ends_like_an_uninterrupt
 
 
 def test_a_dead_rank_stops_all_and_shows_its_log_tail(shared_data: Path, tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trainctl",
-            "train",
-            "conf=mlp_mnist",
-            f"data.root={shared_data}",
-            "trainer.epochs=5",
-            "launcher.nproc=2",
-            "parallel=ddp",
-        ],
-        env={**os.environ, "TRAINCTL_RUNS_DIR": str(tmp_path)},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_trainctl(
+        "conf=mlp_mnist",
+        f"data.root={shared_data}",
+        "trainer.epochs=5",
+        "launcher.nproc=2",
+        "parallel=ddp",
+        runs=tmp_path,
     )
     run = wait_for_train_records(tmp_path, 5)
     os.kill(worker_pid(run, 1), signal.SIGKILL)
@@ -231,14 +214,7 @@ def test_ctrl_c_stops_every_rank_at_a_checkpoint_and_resumes(shared_data: Path, 
         "launcher.nproc=2",
         "parallel=ddp",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainctl", "train", *common],
-        env={**os.environ, "TRAINCTL_RUNS_DIR": str(tmp_path)},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_trainctl(*common, runs=tmp_path)
     run = wait_for_train_records(tmp_path, 16)
     proc.send_signal(signal.SIGINT)
     _, errors = proc.communicate(timeout=120)

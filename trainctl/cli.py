@@ -25,8 +25,19 @@ app.add_typer(configs_app, name="configs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of overrides (conf=, group=, section.key=); reads conf/ without importing torch."""
+    from trainctl.completion import complete_overrides as complete
+
+    return complete(list(ctx.params.get("overrides") or []), incomplete)
+
+
 OVERRIDES = typer.Argument(
-    None, help="Hydra overrides: conf=PRESET, group=option, key=value.", show_default=False
+    None,
+    help="Hydra overrides: conf=PRESET, group=option, key=value.",
+    show_default=False,
+    autocompletion=complete_overrides,
 )
 
 
@@ -248,5 +259,103 @@ def configs_cp(
     typer.echo(f"wrote {written}; train it with: trainctl train --config {written}")
 
 
+# ---------------------------------------------------------------- issue 7: look, compare, sweep, smoke
+runs_app = typer.Typer(help="List runs. Example: trainctl runs ls --preset mlp_mnist", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("ls")
+@user_errors
+def runs_ls(
+    preset: str | None = typer.Option(None, "--preset", "-p", help="Only runs of this preset."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Runs root (default $TRAINCTL_RUNS_DIR or ./runs)."
+    ),
+) -> None:
+    """Runs, newest first: status, main metric, duration, parent run.
+    Example: trainctl runs ls --preset mlp_mnist"""
+    from rich.console import Console
+
+    from trainctl.commands.runs_list import list_runs
+    from trainctl.runs import default_runs_root
+
+    list_runs(root or default_runs_root(), preset, Console())
+
+
+@app.command()
+@user_errors
+def report(
+    runs: list[str] = typer.Argument(..., help="Run directories, 'latest', or a sweep directory."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for the PNGs and report.md (default: <run>/report, or runs/reports/).",
+    ),
+) -> None:
+    """Plot runs on shared axes (PNG) with a markdown summary. Example: trainctl report runs/mlp_mnist/*"""
+    from trainctl.commands.report import report as write_report
+
+    typer.echo(f"wrote {write_report(runs, out)}")
+
+
+@app.command("lr-find")
+@user_errors
+def lr_find(
+    overrides: list[str] | None = OVERRIDES,
+    steps: int = typer.Option(200, "--steps", help="Steps of the range test (fewer if the loss diverges)."),
+    start_lr: float = typer.Option(1e-7, "--start-lr", help="Learning rate of the first step."),
+    end_lr: float = typer.Option(10.0, "--end-lr", help="Learning rate of the last step."),
+) -> None:
+    """Learning-rate range test: plot loss against an exponentially rising rate and suggest one.
+    Example: trainctl lr-find conf=mlp_mnist data.root=../shared/data"""
+    from trainctl.lr_find import lr_find as run_lr_find
+
+    result = run_lr_find(overrides or [], steps=steps, start=start_lr, end=end_lr)
+    typer.echo(
+        f"{len(result.rates)} steps, {result.stopped}\n"
+        f"suggested optim.lr={result.suggested:.3g} (steepest fall of the smoothed loss); "
+        f"min/10 gives {result.min_over_10:.3g}\nplot: {result.folder}/lr_find.png"
+    )
+
+
+@app.command()
+@user_errors
+def sweep(
+    overrides: list[str] | None = OVERRIDES,
+    parallel: int = typer.Option(1, "--parallel", "-j", min=1, help="Jobs at a time."),
+    metric: str | None = typer.Option(None, "--metric", help="Rank by this metric (default: the main one)."),
+    name: str | None = typer.Option(None, "--name", help="Sweep folder name under runs/sweeps/."),
+) -> None:
+    """Run every combination of the sweep's values, rank the jobs; re-running skips finished ones.
+    Example: trainctl sweep optim.lr=1e-3,3e-3 model=mlp,linear launcher.nproc=1 parallel=none"""
+    from trainctl.commands.sweep import sweep as run_sweep
+
+    run_sweep(overrides or [], parallel=parallel, metric=metric, name=name)
+
+
+@app.command()
+@user_errors
+def smoke(
+    overrides: list[str] | None = OVERRIDES,
+    steps: int = typer.Option(20, "--steps", help="Optimizer steps per run."),
+    check_resume: bool = typer.Option(
+        False, "--check-resume", help="N steps straight must equal N/2 + resume + N/2, bit for bit."
+    ),
+    check_determinism: bool = typer.Option(
+        False, "--check-determinism", help="Two runs with one seed must give bit-identical weights."
+    ),
+    keep: Path | None = typer.Option(None, "--keep", help="Keep the smoke runs in this folder."),
+) -> None:
+    """Train a few steps of each preset (conf=NAME ..., default all); fail on a non-finite or flat loss.
+    Example: trainctl smoke --check-resume --check-determinism data.root=../shared/data"""
+    from trainctl.commands.smoke import smoke_command
+
+    raise typer.Exit(smoke_command(overrides or [], steps, check_resume, check_determinism, keep))
+
+
 def main() -> None:
+    from trainctl.completion import install_bash_script
+
+    install_bash_script()
     app()

@@ -88,6 +88,15 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
             f"set trainer.{key}=1 or more",
             checks,
         )
+    for key, value in (("max_steps", t.max_steps), ("early_stopping.patience", t.early_stopping.patience)):
+        if value is not None:  # null switches these off
+            require(
+                value >= 1,
+                f"trainer.{key} >= 1",
+                f"trainer.{key} must be at least 1, got {value}",
+                f"set trainer.{key}=1 or more, or null",
+                checks,
+            )
     data_world = strategy.data_world_for(world)
     per_rank, rest = divmod(t.batch_size, data_world)
     require(

@@ -4,9 +4,12 @@ the recipe runs."""
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -14,6 +17,7 @@ from typing import Any
 
 import torch
 
+from trainctl.config.schema import Logger
 from trainctl.errors import RunInterrupted
 from trainctl.observe.events import Message, Reporter, RunEnd, Sink
 from trainctl.parallel import build_strategy
@@ -73,15 +77,19 @@ class WorkerContext:
         self.reporter.emit(Message(text, level, rank=self.rank))
 
 
-def default_sinks(run: RunDir, rank: int, console: bool) -> list[Sink]:
-    """Rank 0 writes metrics.jsonl and train.log (and prints, in a one-process run); a launched rank
-    also keeps logs/rank<N>.events.jsonl, which the parent's live view reads, and logs/rank<N>.log."""
+def default_sinks(run: RunDir, rank: int, console: bool, loggers: Sequence[Logger | str] = ()) -> list[Sink]:
+    """Rank 0 writes metrics.jsonl, train.log, the run's heartbeat and the configured loggers (and
+    prints, in a one-process run); a launched rank also keeps logs/rank<N>.events.jsonl, which the
+    parent's live view reads, and logs/rank<N>.log."""
     from trainctl.observe.console import ConsoleView
     from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
+    from trainctl.observe.heartbeat import Heartbeat
+    from trainctl.observe.loggers import logger_sinks
 
     sinks: list[Sink] = []
     if rank == 0:
-        sinks += [JsonlMetrics(run.metrics_file), TextLog(run.log_file)]
+        sinks += [JsonlMetrics(run.metrics_file), TextLog(run.log_file), Heartbeat(run)]
+        sinks += logger_sinks(loggers, run)
         if console:
             sinks.insert(0, ConsoleView())
     if not console:
@@ -112,8 +120,8 @@ def run_worker(
         resume_from = run.checkpoint("last")
     if rank == 0:
         record_run(run, plan.tree, plan.overrides, cfg.preset)  # once: a no-op when the parent did it
-        run.update_meta(status="running", restarts=restart)
-    reporter = Reporter(default_sinks(run, rank, console) if sinks is None else sinks)
+        run.update_meta(status="running", restarts=restart, pid=os.getpid(), host=socket.gethostname())
+    reporter = Reporter(default_sinks(run, rank, console, cfg.logger) if sinks is None else sinks)
     recipe = importlib.import_module(f"recipes.{cfg.recipe}")
     status, summary = "failed", {}
     with StopFlag() as stop:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -110,6 +112,8 @@ def compress_run(
         parent_path=str(parent.run.path),
         parent_checkpoint=parent.checkpoint.name,
         compression=[p.record()["config"] for p in passes],
+        pid=os.getpid(),
+        host=socket.gethostname(),
     )
     log_file = (child.path / "compress.log").open("a")
 
@@ -149,6 +153,8 @@ def compress_run(
         )
         (child.path / "report.json").write_text(json.dumps(card.to_json(), indent=2) + "\n")
         (child.path / "report.md").write_text(card.to_markdown())
+        evaluation = {"step": 0, "epoch": 0, "split": "test", "rank": 0, "kind": "eval", **card.after.metrics}
+        child.metrics_file.write_text(json.dumps(evaluation | {"time": time.time()}) + "\n")  # for `runs ls`
         child.update_meta(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
         return child, card
     except BaseException:

@@ -71,6 +71,22 @@ class Schedule(str, Enum):
     linear = "linear"
 
 
+class Logger(str, Enum):
+    """Where metrics go besides metrics.jsonl (always written): `logger=tensorboard`, or a list."""
+
+    jsonl = "jsonl"
+    tensorboard = "tensorboard"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """End a run whose evaluation metric stopped improving (off while patience is null)."""
+
+    metric: str | None = None  # null: trainer.monitor (the task's main metric)
+    patience: int | None = None  # evaluations without an improvement before stopping; null: never stop
+    min_delta: float = 0.0  # an improvement must beat the best value by more than this
+
+
 @dataclass
 class TrainerConfig:
     """The training loop: length, batching, schedule, evaluation, logging, seed and device."""
@@ -93,6 +109,9 @@ class TrainerConfig:
     device: Device = Device.auto
     threads: int | None = None  # torch intra-op threads; null keeps torch's default
     monitor: str | None = None  # metric that picks best.pt; null: the task's main metric
+    max_steps: int | None = None  # stop after this many optimizer steps; the schedule still spans `epochs`
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    profile: bool = False  # record a torch.profiler trace of a few steps into <run>/profile/
 
 
 @dataclass
@@ -127,3 +146,4 @@ class Config:
     launcher: Any = MISSING
     distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    logger: list[Logger] = field(default_factory=lambda: [Logger.jsonl])

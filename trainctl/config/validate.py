@@ -23,7 +23,7 @@ REGISTRY_SECTIONS: dict[str, str] = {
     "launcher": "trainctl.launch:LAUNCHERS",
 }
 FIXED_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "run": RunConfig, "distill": DistillConfig}
-SCALARS = ("preset", "recipe")
+VALUES = ("preset", "recipe", "logger")  # top-level values that are not sections
 TOP_LEVEL = [f.name for f in dataclasses.fields(Config)]
 
 
@@ -52,7 +52,7 @@ def typed_tree(raw: DictConfig, origin: str) -> DictConfig:
                 fix=f"top-level sections are: {', '.join(TOP_LEVEL)}",
             )
     tree = OmegaConf.structured(Config)
-    for key in SCALARS:
+    for key in VALUES:
         if key in raw:
             tree[key] = raw[key]
     for section in [*REGISTRY_SECTIONS, *FIXED_SECTIONS]:
@@ -90,6 +90,8 @@ def apply_override(tree: DictConfig, key: str, value: Any, text: str) -> None:
             where=f"override '{text}'",
             fix=f"switch the whole option with {group}={value}",
         )
+    if OmegaConf.is_list(parent[leaf]) and not isinstance(value, list | tuple):
+        value = [value]  # `logger=tensorboard` means the list [tensorboard]
     try:
         OmegaConf.update(tree, key, value, merge=False)
     except OmegaConfBaseException as exc:

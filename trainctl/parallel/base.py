@@ -18,6 +18,9 @@ from trainctl.evaluation import evaluate
 from trainctl.parallel.collectives import all_reduce_sum
 from trainctl.tasks import Objective
 
+Optimizer = torch.optim.Optimizer
+State = dict[str, Any]  # entries of a checkpoint file
+
 
 class Strategy:
     """How ranks share the model and the data, and how their state reaches a checkpoint.
@@ -128,22 +131,15 @@ class Strategy:
 
     # ------------------------------------------------------------------ checkpoints (collective)
     def checkpoint_state(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, tag: str, step: int
-    ) -> dict[str, Any]:
+        self, model: nn.Module, optimizer: Optimizer, folder: Path, tag: str, step: int
+    ) -> State:
         """The model (full, unsharded) and optimizer entries of a checkpoint; rank 0's is written."""
         return {"model": self.unwrap(model).state_dict(), "optimizer": optimizer.state_dict()}
 
     def checkpoint_written(self, folder: Path, tag: str, state: dict[str, Any]) -> None:
         """Called on rank 0 once <tag>.pt is in place (sharded modes prune older shards here)."""
 
-    def restore(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        state: dict[str, Any],
-        folder: Path,
-        tag: str,
-    ) -> None:
+    def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         self.unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
 

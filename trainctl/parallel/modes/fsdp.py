@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -18,7 +17,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 
 from trainctl.config.schema import ParallelConfig
 from trainctl.parallel import STRATEGIES
-from trainctl.parallel.base import Strategy, blocks
+from trainctl.parallel.base import Optimizer, State, Strategy, blocks
 from trainctl.parallel.dtensor_state import FULL, get_model_state_dict
 
 
@@ -59,8 +58,8 @@ class ShardedDataParallel(Strategy):
             model.set_requires_gradient_sync(True)
 
     def checkpoint_state(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, tag: str, step: int
-    ) -> dict[str, Any]:
+        self, model: nn.Module, optimizer: Optimizer, folder: Path, tag: str, step: int
+    ) -> State:
         """Sharded state through DCP in <tag>-step<N>.dcp/, plus the full model for eval and export."""
         model_state, optimizer_state = get_state_dict(model, optimizer)
         shards = f"{tag}-step{step}.dcp"
@@ -72,14 +71,7 @@ class ShardedDataParallel(Strategy):
             if old.name != state["sharded"]:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def restore(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        state: dict[str, Any],
-        folder: Path,
-        tag: str,
-    ) -> None:
+    def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         model_state, optimizer_state = get_state_dict(model, optimizer)
         sharded = {"model": model_state, "optimizer": optimizer_state}
         dcp.load(sharded, checkpoint_id=folder / state["sharded"])

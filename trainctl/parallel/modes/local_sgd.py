@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +15,7 @@ from trainctl.data.loader import BatchLoader
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
 from trainctl.parallel import STRATEGIES
-from trainctl.parallel.base import Strategy
+from trainctl.parallel.base import Optimizer, State, Strategy
 from trainctl.parallel.collectives import all_reduce_sum, gather_to_rank0
 from trainctl.tasks import Objective
 
@@ -97,21 +96,14 @@ class LocalSGD(Strategy):
         return super().evaluate(model, split, objective, batch_size)
 
     def checkpoint_state(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, tag: str, step: int
-    ) -> dict[str, Any]:
+        self, model: nn.Module, optimizer: Optimizer, folder: Path, tag: str, step: int
+    ) -> State:
         """The averaged model, and every rank's own optimizer state."""
         self.average(model)
         optimizers = gather_to_rank0(optimizer.state_dict())
         return {"model": model.state_dict(), "optimizer": optimizers}
 
-    def restore(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        state: dict[str, Any],
-        folder: Path,
-        tag: str,
-    ) -> None:
+    def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"][self.rank])
 

@@ -17,7 +17,7 @@ from trainctl.data.loader import BatchLoader
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError, suggestion
 from trainctl.parallel import STRATEGIES
-from trainctl.parallel.base import Strategy
+from trainctl.parallel.base import Optimizer, State, Strategy
 from trainctl.parallel.collectives import all_reduce_sum, broadcast_from, gather_to_rank0
 from trainctl.tasks import Objective
 
@@ -195,8 +195,8 @@ class PipelineParallel(Strategy):
         return {"loss": loss / len(split), **objective.metrics(totals, len(split))}
 
     def checkpoint_state(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, tag: str, step: int
-    ) -> dict[str, Any]:
+        self, model: nn.Module, optimizer: Optimizer, folder: Path, tag: str, step: int
+    ) -> State:
         """The stages' state dicts merged into the whole model's, and one optimizer state per stage."""
         stages = gather_to_rank0(model.state_dict())
         optimizers = gather_to_rank0(optimizer.state_dict())
@@ -207,14 +207,7 @@ class PipelineParallel(Strategy):
             merged.update(part)
         return {"model": merged, "optimizer": optimizers}
 
-    def restore(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        state: dict[str, Any],
-        folder: Path,
-        tag: str,
-    ) -> None:
+    def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         own = model.state_dict().keys()
         model.load_state_dict({k: v for k, v in state["model"].items() if k in own})
         optimizer.load_state_dict(state["optimizer"][self.rank])

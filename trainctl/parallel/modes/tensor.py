@@ -7,16 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Replicate, Shard
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
 from trainctl.config.schema import Config, ParallelConfig
+from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
 from trainctl.parallel import STRATEGIES
-from trainctl.parallel.base import Strategy
+from trainctl.parallel.base import Optimizer, State, Strategy
+from trainctl.parallel.collectives import broadcast_from
 from trainctl.parallel.dtensor_state import full_state, load_full_state
+from trainctl.tasks import Objective
 
 
 @dataclass
@@ -29,10 +32,12 @@ def linear_names(model: nn.Module) -> list[str]:
 
 
 class TensorParallel(Strategy):
-    """Consecutive Linear layers pair up: the first split by output columns, the second by input rows.
+    """Linear layers alternate: split by output columns, then by input rows (whose partial sums are
+    all-reduced), Megatron-style; a last column-split layer (the head) gathers its outputs.
 
-    Every rank sees the whole batch; the row-parallel layer's all-reduce rebuilds the activations.
-    A last unpaired Linear (the classifier head) stays replicated.
+    Every rank sees the whole batch. Activations between layers stay DTensors, so dropout on a
+    replicated activation draws the same mask on every rank (DTensor's RNG), and on a sharded one
+    draws the mask of its shard.
     """
 
     name = "tensor"
@@ -40,23 +45,19 @@ class TensorParallel(Strategy):
 
     def check(self, cfg: Config, world_size: int, model: Callable[[], nn.Module]) -> list[str]:
         passed = super().check(cfg, world_size, model)
-        hidden = list(cfg.model.hidden)
-        pairs = (len(hidden) + 1) // 2  # Linear layers pair up; each pair splits the width between them
-        for width in hidden[0::2][:pairs]:
-            if width % world_size:
+        linears = [m for m in model().modules() if isinstance(m, nn.Linear)]
+        for layer in linears[0::2]:  # the column-split layers divide their outputs among the ranks
+            if layer.out_features % world_size:
                 raise TrainctlError(
-                    f"hidden width {width} does not split over {world_size} ranks",
-                    fix=f"use model.hidden sizes divisible by {world_size}",
+                    f"a Linear layer of {layer.out_features} outputs does not split over {world_size} ranks",
+                    fix=f"use model.hidden sizes (and a class count) divisible by {world_size}",
                 )
-        return [*passed, f"hidden widths {hidden} split over {world_size} ranks"]
+        return [*passed, f"column-split widths divide over {world_size} ranks"]
 
     def layout(self, model: nn.Module, world_size: int, per_rank_batch: int) -> list[str]:
         names = linear_names(model)
-        pairs = ", ".join(
-            f"{names[i]} by columns + {names[i + 1]} by rows" for i in range(0, len(names) - 1, 2)
-        )
-        tail = f"; {names[-1]} replicated" if len(names) % 2 else ""
-        return [f"rank {r}: 1/{world_size} of {pairs}{tail}; the whole batch" for r in range(world_size)]
+        split = ", ".join(f"{name} by {'columns' if i % 2 == 0 else 'rows'}" for i, name in enumerate(names))
+        return [f"rank {r}: 1/{world_size} of {split}; the whole batch" for r in range(world_size)]
 
     @property
     def data_rank(self) -> int:
@@ -69,24 +70,28 @@ class TensorParallel(Strategy):
         mesh = init_device_mesh(self.device.type, (self.world_size,))
         names = linear_names(model)
         plan: dict[str, Any] = {}
-        for i in range(0, len(names) - 1, 2):
-            plan[names[i]] = ColwiseParallel()
-            plan[names[i + 1]] = RowwiseParallel()
+        for i, name in enumerate(names):
+            last = i == len(names) - 1
+            if i % 2 == 0:
+                plan[name] = ColwiseParallel(
+                    output_layouts=Replicate() if last else Shard(-1), use_local_output=last
+                )
+            else:
+                plan[name] = RowwiseParallel(input_layouts=Shard(-1), use_local_output=last)
         return parallelize_module(model, mesh, plan)
 
+    def evaluate(
+        self, model: nn.Module, split: Split, objective: Objective, batch_size: int
+    ) -> dict[str, float]:
+        """Every rank computes the same figures; rank 0's are taken so that decisions agree exactly."""
+        return broadcast_from(super().evaluate(model, split, objective, batch_size), src=0)
+
     def checkpoint_state(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, tag: str, step: int
-    ) -> dict[str, Any]:
+        self, model: nn.Module, optimizer: Optimizer, folder: Path, tag: str, step: int
+    ) -> State:
         return full_state(model, optimizer)
 
-    def restore(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        state: dict[str, Any],
-        folder: Path,
-        tag: str,
-    ) -> None:
+    def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         load_full_state(model, optimizer, state)
 
 
