@@ -33,6 +33,42 @@ def torchao_variants() -> dict[str, Callable[[nn.Module], nn.Module]]:
     }
 
 
+def static_variants(example: torch.Tensor) -> dict[str, Callable[[nn.Module], nn.Module]]:
+    """Static int8 of a conv net: torch.ao FX (trainctl int8_static) against torchao's PT2E flow, both
+    calibrated on the same random batches and run in eager mode."""
+    from trainctl.compress.passes.quantize import convert, prepare
+
+    calibration = [torch.rand_like(example.expand(64, *example.shape[1:])) for _ in range(4)]
+
+    def fx(model: nn.Module) -> nn.Module:
+        parts = [("", example)]
+        model = prepare(model, parts, torch.backends.quantized.engine)
+        for batch in calibration:
+            model(batch)
+        return convert(model, parts)
+
+    variants = {"torch.ao FX static (trainctl int8_static)": fx}
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        def pt2e(model: nn.Module) -> nn.Module:
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            exported = torch.export.export(model, (calibration[0],), dynamic_shapes=({0: batch},)).module()
+            quantizer = xiq.X86InductorQuantizer().set_global(
+                xiq.get_default_x86_inductor_quantization_config()
+            )
+            prepared = prepare_pt2e(exported, quantizer)
+            for sample in calibration:
+                prepared(sample)
+            return convert_pt2e(prepared)
+
+        variants["torchao PT2E x86 static, eager"] = pt2e
+    except ImportError:
+        print("torchao is not installed: pip install torchao (only this benchmark uses it)")
+    return variants
+
+
 def compare(
     label: str, model: nn.Module, variants: dict[str, Callable[[nn.Module], nn.Module]], batch: torch.Tensor
 ) -> None:
@@ -66,3 +102,12 @@ def main() -> None:
         print("torchao is not installed: pip install torchao (only this benchmark uses it)")
     with torch_ao():
         compare("MLP 784-512-256-10", mlp, variants, torch.rand(64, 1, 28, 28))
+        from trainctl.models.cnn import CNN
+
+        cnn = CNN((1, 28, 28), [32, 64], 128, 10, 0.25).eval()
+        compare(
+            "CNN 32-64 conv, 128 dense",
+            cnn,
+            static_variants(torch.rand(1, 1, 28, 28)),
+            torch.rand(64, 1, 28, 28),
+        )

@@ -1,13 +1,13 @@
 """Compression passes `int8` (dynamic: Linear layers and embedding tables) and `int8_static` (calibrated).
 
-Which library, measured on this machine (2 shared cores, 1 thread; `python -m bench quantize` repeats it):
-- Dynamic int8: torch.ao.quantization.quantize_dynamic runs the MNIST MLP (784-512-256-10) at batch 64
-  2.8x faster than fp32 through its fbgemm/onednn int8 kernels. torchao 0.18's successors run it
-  SLOWER than fp32 in eager mode (Int8DynamicActivationInt8WeightConfig 1.5x slower, Int8WeightOnlyConfig
-  1.2x slower): their speed comes from torch.compile or a GPU. So this pass uses torch.ao.
-- Static int8: torch.ao FX graph mode (prepare_fx / convert_fx) runs ResNet-20 at batch 64 about 5x faster
-  than fp32; torchao's PT2E flow (export + X86InductorQuantizer) runs 1.3x slower than fp32 unless the
-  result is compiled with inductor. So this pass uses torch.ao FX too.
+Which library, measured on this machine (1 thread, batch 64; `python -m bench quantize` repeats it):
+- Dynamic int8, MNIST MLP 784-512-256-10: torch.ao.quantization.quantize_dynamic runs 2.2x faster than
+  fp32 (fbgemm/onednn int8 kernels). torchao 0.18's successors run SLOWER than fp32 in eager mode:
+  Int8DynamicActivationInt8WeightConfig 0.53x, Int8WeightOnlyConfig 0.93x; their speed needs
+  torch.compile or a GPU. So this pass uses torch.ao.
+- Static int8, conv nets: torch.ao FX graph mode (prepare_fx / convert_fx) runs the `cnn` model 8.2x
+  and ResNet-20 5.2x faster than fp32; torchao's PT2E flow (torch.export + X86InductorQuantizer) runs
+  them at 0.55x and 0.77x of fp32 unless compiled with inductor. So this pass uses torch.ao FX too.
 torch.ao.quantization warns that it is deprecated in favour of torchao; the warnings are silenced here
 (and only here) because the choice above is deliberate. Quantized kernels run on the CPU only.
 """
