@@ -307,3 +307,10 @@ def test_int8_on_a_conv_net_is_static_and_structured_pruning_narrows_convolution
         3,
     )  # conv, relu, pool, conv
     assert shapes["8.weight"] == (16, 64) and shapes["11.weight"] == (10, 16)  # dense -> head
+
+
+def test_a_checkpoint_with_a_moving_average_is_rebuilt_with_the_averaged_weights(digits_run: Path) -> None:
+    parent = load_run(str(digits_run))
+    averaged = {k: torch.full_like(v, 0.5) for k, v in parent.state["model"].items()}
+    model = rebuild_model(parent.cfg.model, parent.data.spec, parent.state | {"ema": {"module": averaged}})
+    assert all(torch.equal(v, averaged[k]) for k, v in model.state_dict().items())
