@@ -114,6 +114,9 @@ def test_structured_pruning_of_a_layer_type_it_does_not_know_is_refused(runs_roo
     train(["model=linear", "trainer.epochs=1", *SINGLE])
     code, out = compress_cli("latest", "--prune", "0.5", "--prune-method", "structured-channels")
     assert code == 2 and "no layer pair it knows how to narrow" in out
+    (static,) = build_passes({"name": "int8_static"})
+    with pytest.raises(TrainctlError, match="no float Conv or Linear layers to trace"):
+        static.check(nn.Linear(3, 2))
 
     class Custom(nn.Module):  # its own forward: the pass cannot know how the two layers are wired
         def __init__(self) -> None:

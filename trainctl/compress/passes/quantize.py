@@ -129,10 +129,12 @@ class StaticInt8(CompressionPass):
                 f"static int8 needs calibration data, but calib_batches={self.cfg.calib_batches}",
                 fix="calibrate on at least one batch, e.g. --calib-batches 32",
             )
-        if not float_layers(model, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+        if not float_layers(model, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) or not list(
+            model.children()
+        ):
             raise TrainctlError(
-                f"static int8 found no float Conv or Linear layer in {type(model).__name__}",
-                fix="this model has nothing it can quantize",
+                f"static int8 found no float Conv or Linear layers to trace in {type(model).__name__}",
+                fix="this model has nothing it can quantize statically; try --quantize int8-dynamic",
             )
 
     def apply(self, model: nn.Module, job: PassJob) -> nn.Module:
@@ -171,7 +173,13 @@ class StaticInt8(CompressionPass):
 def traceable_parts(
     model: nn.Module, example: torch.Tensor, path: str = ""
 ) -> list[tuple[str, torch.Tensor]]:
-    """(submodule path, example input) of the largest submodules torch.fx can trace; "" is the model."""
+    """(submodule path, example input) of the largest submodules torch.fx can trace; "" is the model.
+
+    A single layer on its own (e.g. a classifier head) is left in float: traced alone it would become an
+    anonymous graph op, and it is a negligible share of a conv net's work.
+    """
+    if next(model.children(), None) is None:
+        return []
     try:
         torch.fx.symbolic_trace(model)
         return [(path, example)]
