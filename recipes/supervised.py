@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from trainctl.averaging import WeightEMA
 from trainctl.checkpoint import (
     FORMAT,
     load_checkpoint,
@@ -26,12 +27,15 @@ from trainctl.compress import PASSES
 from trainctl.config.schema import Config
 from trainctl.data import load_dataset
 from trainctl.data.loader import BatchLoader
+from trainctl.data.samplers import build_order
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.evaluation import evaluate
+from trainctl.inference import evaluated_model, loss_class_weights
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.optim import build_optimizer
 from trainctl.optim.schedules import build_scheduler
+from trainctl.precision import MixedPrecision
 from trainctl.tasks import Objective, higher_is_better
 from trainctl.worker import WorkerContext
 
@@ -55,9 +59,19 @@ class SupervisedRecipe:
     def setup(self) -> None:
         seed_everything(self.trainer.seed)
         self.data = load_dataset(self.cfg.data)
-        self.objective = Objective(self.data.spec.task, label_smoothing=self.trainer.label_smoothing)
+        weights = loss_class_weights(self.trainer, self.data)  # trainer.class_weights
+        self.objective = Objective(
+            self.data.spec.task,
+            label_smoothing=self.trainer.label_smoothing,
+            class_weights=None if weights is None else weights.to(self.ctx.device),
+        )
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         self.model = self.ctx.strategy.wrap(model)
+        # Mixed precision (trainer.precision) and weight averaging (trainer.ema), evaluated in its place.
+        self.precision = MixedPrecision(self.trainer.precision, self.ctx.device)
+        self.ema = (
+            WeightEMA(self.ctx.strategy.unwrap(self.model), self.trainer.ema) if self.trainer.ema else None
+        )
         self.optimizer = build_optimizer(self.cfg.optim, self.model.parameters())
         self.loader = BatchLoader(
             self.data.train,
@@ -66,6 +80,13 @@ class SupervisedRecipe:
             seed=self.trainer.seed,
             rank=self.ctx.rank,
             world_size=self.ctx.world_size,
+            sampler=build_order(  # data.sampler: plain shuffle, class-balanced or length-grouped
+                self.cfg.data.sampler,
+                self.data.train,
+                self.data.spec.task,
+                self.data.spec.num_outputs,
+                self.trainer.batch_size,
+            ),
         )
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * self.trainer.epochs
@@ -116,6 +137,8 @@ class SupervisedRecipe:
         started = window_start = time.perf_counter()
         window_loss, window_steps, window_samples, epoch_samples = 0.0, 0, 0, 0
         for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
+            if self.data.augment is not None:  # the data set's batch augmentation, seeded by position
+                inputs = self.data.augment(inputs.to(self.ctx.device), self.augment_seed(epoch, batch))
             loss = self.train_step(inputs, targets, global_size)
             self.position = Position(epoch, batch + 1, self.position.step + 1)
             if not math.isfinite(loss):
@@ -167,29 +190,38 @@ class SupervisedRecipe:
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for x, y in pieces:
-            loss = self.objective.loss(self.model(x), y)
+            with self.precision.autocast():
+                loss = self.objective.loss(self.model(x).float(), y)
             # Weight each piece by its share of the global batch, so that gradients summed over
             # pieces and averaged over ranks are those of the mean loss over the global batch.
             weight = len(y) * self.ctx.world_size / global_size
-            (loss * weight if weight != 1.0 else loss).backward()
+            self.precision.backward(loss * weight if weight != 1.0 else loss)
             total += loss.item() * len(y) / len(targets)
         if self.trainer.grad_clip is not None:
+            self.precision.unscale(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         if math.isfinite(total):
-            self.optimizer.step()
+            self.precision.step(self.optimizer)
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.ctx.strategy.unwrap(self.model))
         return total
+
+    def augment_seed(self, epoch: int, batch: int) -> int:
+        """The augmentation seed of one batch on this rank: fixed by position, so resuming is exact."""
+        return ((self.trainer.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.ctx.rank
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
-        metrics = evaluate(
-            self.model,
-            self.data.test,
-            self.objective,
-            batch_size=self.trainer.eval_batch_size,
-            device=self.ctx.device,
-        )
+        with self.precision.autocast():
+            metrics = evaluate(
+                evaluated_model(self.model, self.data, self.ema),  # EMA weights, test-time views
+                self.data.test,
+                self.objective,
+                batch_size=self.trainer.eval_batch_size,
+                device=self.ctx.device,
+            )
         self.ctx.reporter.emit(
             EvalRecord(
                 step=self.position.step,
@@ -241,6 +273,8 @@ class SupervisedRecipe:
             "best": self.best,
             "total_steps": self.total_steps,
             "config": self.ctx.plan.tree,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "grad_scaler": self.precision.state_dict(),
         }
         save_atomic(state, self.ctx.run.checkpoint(tag))
 
@@ -252,6 +286,9 @@ class SupervisedRecipe:
         if state["total_steps"] != self.total_steps:  # re-plan the schedule from the saved step on
             self.scheduler.last_epoch -= 1
             self.scheduler.step()
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.precision.load_state_dict(state.get("grad_scaler") or {})
         self.position = Position(**state["position"])
         self.best = state["best"]
         set_rng_state(state["rng"])

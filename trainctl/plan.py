@@ -42,6 +42,7 @@ def require(ok: bool, passed: str, what: str, fix: str, checks: list[str]) -> No
 def make_plan(composed: Composed) -> Plan:
     """Check the config as a whole and derive the numbers every rank shares."""
     from trainctl.launch import build_launcher
+    from trainctl.precision import check_precision
 
     cfg = composed.config
     t = cfg.trainer
@@ -95,6 +96,14 @@ def make_plan(composed: Composed) -> Plan:
     )
     device = resolve_device(t.device)
     checks.append(f"device {device}")
+    checks.append(check_precision(t.precision, device))
+    require(
+        t.ema is None or 0.0 < t.ema < 1.0,
+        "0 < trainer.ema < 1",
+        f"trainer.ema is the decay of the weight average and must be in (0, 1), got {t.ema}",
+        "use e.g. trainer.ema=0.995, or trainer.ema=null to turn averaging off",
+        checks,
+    )
     check_optimizer(cfg, checks)
     tree = OmegaConf.to_container(composed.tree, enum_to_str=True)
     return Plan(

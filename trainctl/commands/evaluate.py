@@ -36,8 +36,10 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     from trainctl.checkpoint import load_checkpoint
     from trainctl.data import load_dataset
     from trainctl.evaluation import evaluate
+    from trainctl.inference import loss_class_weights, restore_for_inference
     from trainctl.models import build_model
     from trainctl.plan import resolve_device
+    from trainctl.precision import MixedPrecision
     from trainctl.tasks import Objective
 
     checkpoint = locate_checkpoint(target, tag)
@@ -45,9 +47,13 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     cfg = compose(overrides, base=OmegaConf.create(state["config"])).config
     device = torch.device(resolve_device(cfg.trainer.device))
     data = load_dataset(cfg.data)
-    model = build_model(cfg.model, data.spec)
-    model.load_state_dict(state["model"])
-    model.to(device)
-    objective = Objective(data.spec.task, label_smoothing=cfg.trainer.label_smoothing)
-    metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
+    model = restore_for_inference(build_model(cfg.model, data.spec), state, data).to(device)
+    weights = loss_class_weights(cfg.trainer, data)
+    objective = Objective(
+        data.spec.task,
+        label_smoothing=cfg.trainer.label_smoothing,
+        class_weights=None if weights is None else weights.to(device),
+    )
+    with MixedPrecision(cfg.trainer.precision, device).autocast():  # as the run evaluated
+        metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
     return {"checkpoint": str(checkpoint), "samples": len(data.test), **metrics}

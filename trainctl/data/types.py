@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 import torch
+from torch import nn
 
 
 class Task(str, Enum):
@@ -20,6 +22,7 @@ class DataSpec:
     input_shape: tuple[int, ...]
     num_outputs: int
     task: Task
+    pad_token_id: int | None = None  # token data: the id that pads sequences (the model masks it out)
 
 
 @dataclass
@@ -48,3 +51,7 @@ class DataBundle:
     test: Split
     spec: DataSpec
     class_names: list[str] | None = None
+    # Optional hooks a data set may offer (None: not used):
+    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None  # (train batch, seed) -> batch
+    test_time: Callable[[nn.Module], nn.Module] | None = None  # model -> model to evaluate (e.g. flip TTA)
+    encode: Callable[[list[str]], torch.Tensor] | None = None  # raw texts -> model inputs (predict)
