@@ -40,9 +40,9 @@ def main() -> None:
         order = torch.randperm(len(y))
         for i in range(steps):
             index = order[i * batch : (i + 1) * batch]
-            inputs = data.augment(x[index], epoch * 100_003 + i)
+            inputs, targets = data.augment(x[index], y[index], epoch * 100_003 + i)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = F.cross_entropy(model(inputs).float(), y[index], label_smoothing=0.1)
+                loss = F.cross_entropy(model(inputs).float(), targets, label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -30,13 +30,13 @@ from trainctl.data.loader import BatchLoader
 from trainctl.data.samplers import build_order
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.evaluation import evaluate
-from trainctl.inference import evaluated_model, loss_class_weights
+from trainctl.inference import build_objective, evaluated_model
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.optim import build_optimizer
 from trainctl.optim.schedules import build_scheduler
 from trainctl.precision import MixedPrecision
-from trainctl.tasks import Objective, higher_is_better
+from trainctl.tasks import higher_is_better
 from trainctl.worker import WorkerContext
 
 
@@ -59,12 +59,7 @@ class SupervisedRecipe:
     def setup(self) -> None:
         seed_everything(self.trainer.seed)
         self.data = load_dataset(self.cfg.data)
-        weights = loss_class_weights(self.trainer, self.data)  # trainer.class_weights
-        self.objective = Objective(
-            self.data.spec.task,
-            label_smoothing=self.trainer.label_smoothing,
-            class_weights=None if weights is None else weights.to(self.ctx.device),
-        )
+        self.objective = build_objective(self.trainer, self.data, self.ctx.device)  # + class_weights
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         self.model = self.ctx.strategy.wrap(model)
         # Mixed precision (trainer.precision) and weight averaging (trainer.ema), evaluated in its place.
@@ -138,7 +133,7 @@ class SupervisedRecipe:
         window_loss, window_steps, window_samples, epoch_samples = 0.0, 0, 0, 0
         for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
             if self.data.augment is not None:  # the data set's batch augmentation, seeded by position
-                inputs = self.data.augment(inputs.to(self.ctx.device), self.augment_seed(epoch, batch))
+                inputs, targets, global_size = self.augment(inputs, targets, global_size, epoch, batch)
             loss = self.train_step(inputs, targets, global_size)
             self.position = Position(epoch, batch + 1, self.position.step + 1)
             if not math.isfinite(loss):
@@ -207,9 +202,17 @@ class SupervisedRecipe:
                 self.ema.update(self.ctx.strategy.unwrap(self.model))
         return total
 
-    def augment_seed(self, epoch: int, batch: int) -> int:
-        """The augmentation seed of one batch on this rank: fixed by position, so resuming is exact."""
-        return ((self.trainer.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.ctx.rank
+    def augment(
+        self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int, epoch: int, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The data set's augmentation of this rank's batch, seeded by its position (resuming is exact).
+
+        Repeated samples (batch augmentation) count in the global batch size that weighs the loss.
+        """
+        seed = ((self.trainer.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.ctx.rank
+        device = self.ctx.device
+        augmented, repeated = self.data.augment(inputs.to(device), targets.to(device), seed)
+        return augmented, repeated, global_size * len(repeated) // len(targets)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:

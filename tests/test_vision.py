@@ -22,7 +22,7 @@ from trainctl.cli import app
 from trainctl.commands.train import train
 from trainctl.config.compose import compose
 from trainctl.data import load_dataset
-from trainctl.data.augment import FlipAveraged, ImageAugment
+from trainctl.data.augment import ImageAugment, ViewAveraged, translate
 from trainctl.data.sets import cifar10
 from trainctl.data.types import DataSpec, Task
 from trainctl.errors import TrainctlError
@@ -201,8 +201,10 @@ def test_checksum_mismatch_and_offline_are_clear_errors(
 def test_crop_translates_each_image_and_is_seeded() -> None:
     images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8) + 1
     augment = ImageAugment(crop_padding=2, flip=False)
-    out = augment(images, seed=5)
-    assert torch.equal(out, augment(images, seed=5)) and not torch.equal(out, augment(images, seed=6))
+    out = augment.transform(images, seed=5)
+    assert torch.equal(out, augment.transform(images, 5)) and not torch.equal(
+        out, augment.transform(images, 6)
+    )
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
     for i in range(2):  # each output is one 8x8 window of the padded image
         windows = [padded[i, :, y : y + 8, x : x + 8] for y in range(5) for x in range(5)]
@@ -211,20 +213,32 @@ def test_crop_translates_each_image_and_is_seeded() -> None:
 
 def test_flip_mirrors_about_half_and_cutout_zeroes_a_square() -> None:
     images = torch.randn(400, 3, 16, 16)
-    flipped = ImageAugment(crop_padding=0, flip=True)(images, seed=1)
+    flipped = ImageAugment(crop_padding=0, flip=True).transform(images, seed=1)
     mirrored = (flipped == images.flip(3)).flatten(1).all(1)
     kept = (flipped == images).flatten(1).all(1)
     assert bool((mirrored | kept).all()) and 150 < int(mirrored.sum()) < 250
-    cut = ImageAugment(crop_padding=0, flip=False, cutout=6)(torch.ones(50, 3, 16, 16), seed=2)
+    cut = ImageAugment(crop_padding=0, flip=False, cutout=6).transform(torch.ones(50, 3, 16, 16), seed=2)
     zeros = (cut[:, 0] == 0).flatten(1).sum(1)
     assert bool((zeros <= 36).all()) and int(zeros.max()) == 36 and bool((cut[:, 0] == cut[:, 2]).all())
 
 
-def test_flip_averaged_is_the_mean_softmax_of_both_views() -> None:
+def test_batch_augmentation_repeats_each_image_with_its_own_draws() -> None:
+    images, targets = torch.randn(8, 3, 8, 8), torch.arange(8)
+    out, repeated = ImageAugment(crop_padding=2, flip=True, repeats=3)(images, targets, seed=0)
+    assert out.shape == (24, 3, 8, 8) and repeated.tolist() == list(range(8)) * 3
+    assert not torch.equal(out[:8], out[8:16])
+
+
+def test_view_averaging_is_the_mean_softmax_of_the_views() -> None:
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     x = torch.randn(3, 3, 4, 4)
     expected = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
-    torch.testing.assert_close(FlipAveraged(model)(x).exp(), expected)
+    torch.testing.assert_close(ViewAveraged(model)(x).exp(), expected)
+    shifted = translate(x, 1, 1)
+    assert torch.equal(shifted[..., 1:, 1:], x[..., :-1, :-1]) and not shifted[..., 0, :].any()
+    views = [x, shifted, translate(x, -1, -1)]
+    expected = sum(model(v).softmax(1) + model(v.flip(3)).softmax(1) for v in views) / 6
+    torch.testing.assert_close(ViewAveraged(model, flip=True, shift=1)(x).exp(), expected)
 
 
 # ------------------------------------------------------------------ the preset, end to end

@@ -11,6 +11,7 @@ from trainctl.config.schema import ClassWeights, TrainerConfig
 from trainctl.data.samplers import balanced_class_weights
 from trainctl.data.types import DataBundle, Task
 from trainctl.errors import TrainctlError
+from trainctl.tasks import Objective
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +27,16 @@ def restore_for_inference(model: nn.Module, state: dict[str, Any], data: DataBun
     """Load the weights a checkpoint's run evaluated into `model` and wrap it as the run evaluated it."""
     model.load_state_dict(inference_weights(state))
     return evaluated_model(model, data)
+
+
+def build_objective(trainer: TrainerConfig, data: DataBundle, device: torch.device) -> Objective:
+    """The task's loss and metrics with the run's label smoothing and class weights."""
+    weights = loss_class_weights(trainer, data)
+    return Objective(
+        data.spec.task,
+        label_smoothing=trainer.label_smoothing,
+        class_weights=None if weights is None else weights.to(device),
+    )
 
 
 def loss_class_weights(trainer: TrainerConfig, data: DataBundle) -> torch.Tensor | None:

@@ -36,11 +36,10 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     from trainctl.checkpoint import load_checkpoint
     from trainctl.data import load_dataset
     from trainctl.evaluation import evaluate
-    from trainctl.inference import loss_class_weights, restore_for_inference
+    from trainctl.inference import build_objective, restore_for_inference
     from trainctl.models import build_model
     from trainctl.plan import resolve_device
     from trainctl.precision import MixedPrecision
-    from trainctl.tasks import Objective
 
     checkpoint = locate_checkpoint(target, tag)
     state = load_checkpoint(checkpoint)
@@ -48,12 +47,7 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     device = torch.device(resolve_device(cfg.trainer.device))
     data = load_dataset(cfg.data)
     model = restore_for_inference(build_model(cfg.model, data.spec), state, data).to(device)
-    weights = loss_class_weights(cfg.trainer, data)
-    objective = Objective(
-        data.spec.task,
-        label_smoothing=cfg.trainer.label_smoothing,
-        class_weights=None if weights is None else weights.to(device),
-    )
+    objective = build_objective(cfg.trainer, data, device)
     with MixedPrecision(cfg.trainer.precision, device).autocast():  # as the run evaluated
         metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
     return {"checkpoint": str(checkpoint), "samples": len(data.test), **metrics}

@@ -16,19 +16,30 @@ class ImageAugment:
 
     `crop_padding` pixels of padding on each side then a crop back to the original size (a random
     translation of up to that many pixels); `flip` mirrors half of the images; `cutout` zeroes one
-    square of that side per image (centre anywhere, clipped at the borders). The draws come from a
-    generator seeded by the caller, so a resumed run augments exactly as an uninterrupted one.
+    square of that side per image (centre anywhere, clipped at the borders). `repeats` > 1 is batch
+    augmentation (Hoffer et al. 2020): each image appears that many times in its batch, each copy
+    augmented on its own. The draws come from a generator seeded by the caller, so a resumed run
+    augments exactly as an uninterrupted one.
     """
 
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 0
+    repeats: int = 1
 
     @property
     def active(self) -> bool:
-        return self.crop_padding > 0 or self.flip or self.cutout > 0
+        return self.crop_padding > 0 or self.flip or self.cutout > 0 or self.repeats > 1
 
-    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, targets: torch.Tensor, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented batch and its targets (repeated along with the images)."""
+        if self.repeats > 1:
+            images, targets = images.repeat(self.repeats, 1, 1, 1), targets.repeat(self.repeats)
+        return self.transform(images, seed), targets
+
+    def transform(self, images: torch.Tensor, seed: int) -> torch.Tensor:
         n, _, height, width = images.shape
         device = images.device
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -63,17 +74,35 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
     return padded[batch, channels, rows, cols]
 
 
-class FlipAveraged(nn.Module):
-    """Test-time augmentation: the mean of the model's softmax on an image and on its mirror image.
+def translate(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift images by (dy, dx) pixels, filling the uncovered border with zeros (as training crops do)."""
+    pad = max(abs(dy), abs(dx))
+    if pad == 0:
+        return images
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (pad, pad, pad, pad))
+    return padded[..., pad - dy : pad - dy + height, pad - dx : pad - dx + width]
 
-    Returns log-probabilities, so argmax-based accuracy and a cross-entropy loss both still apply.
+
+class ViewAveraged(nn.Module):
+    """Test-time augmentation: the mean softmax of the model over several views of each image.
+
+    The views: the image itself, its diagonal translations by +-`shift` pixels (when shift > 0),
+    and the mirror image of each of those (when `flip`). Returns log-probabilities, so argmax
+    accuracy and a cross-entropy loss both still apply.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, flip: bool = True, shift: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.offsets = [(0, 0)] + ([(shift, shift), (-shift, -shift)] if shift > 0 else [])
+        self.flip = flip
+
+    def views(self, images: torch.Tensor) -> list[torch.Tensor]:
+        shifted = [translate(images, dy, dx) for dy, dx in self.offsets]
+        return shifted + ([v.flip(3) for v in shifted] if self.flip else [])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        both = self.model(torch.cat([images, images.flip(3)])).float().log_softmax(dim=1)
-        plain, mirrored = both.chunk(2)
-        return torch.logaddexp(plain, mirrored) - math.log(2.0)  # log of the mean probability, stably
+        views = self.views(images)
+        log_probs = self.model(torch.cat(views)).float().log_softmax(dim=1).chunk(len(views))
+        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(views))  # log mean prob

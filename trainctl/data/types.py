@@ -52,6 +52,7 @@ class DataBundle:
     spec: DataSpec
     class_names: list[str] | None = None
     # Optional hooks a data set may offer (None: not used):
-    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None  # (train batch, seed) -> batch
+    # (train inputs, targets, seed) -> (inputs, targets): batch augmentation, which may repeat samples
+    augment: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
     test_time: Callable[[nn.Module], nn.Module] | None = None  # model -> model to evaluate (e.g. flip TTA)
     encode: Callable[[list[str]], torch.Tensor] | None = None  # raw texts -> model inputs (predict)

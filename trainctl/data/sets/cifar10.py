@@ -3,6 +3,7 @@ when missing."""
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import re
@@ -16,7 +17,7 @@ import torch
 
 from trainctl.config.schema import FileDataConfig
 from trainctl.data import DATASETS
-from trainctl.data.augment import FlipAveraged, ImageAugment
+from trainctl.data.augment import ImageAugment, ViewAveraged
 from trainctl.data.download import ensure_files
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
 from trainctl.errors import TrainctlError
@@ -33,7 +34,9 @@ class CIFAR10Config(FileDataConfig):
     crop_padding: int = 4  # train augmentation: random translation by up to this many pixels; 0: off
     flip: bool = True  # train augmentation: mirror half of the images
     cutout: int = 0  # train augmentation: side of a zeroed square per image; 0: off
-    test_flip: bool = False  # evaluate on the mean prediction of each test image and its mirror image
+    repeats: int = 1  # batch augmentation: each image this many times per batch, each copy augmented
+    test_flip: bool = False  # evaluate the mean prediction over each test image and its mirror image
+    test_shift: int = 0  # ... and over its diagonal translations by +-this many pixels (and their mirrors)
 
 
 class BatchUnpickler(pickle.Unpickler):
@@ -175,12 +178,18 @@ def load_cifar10(cfg: CIFAR10Config) -> DataBundle:
     std = train_x.std(dim=(0, 2, 3), keepdim=True)
     train_x = train_x.sub_(mean).div_(std)
     test_x = test_images.float().div_(255.0).sub_(mean).div_(std)
-    augment = ImageAugment(cfg.crop_padding, cfg.flip, cfg.cutout)
+    if cfg.repeats < 1:
+        raise TrainctlError(f"data.repeats must be at least 1, got {cfg.repeats}", where="data.repeats")
+    augment = ImageAugment(cfg.crop_padding, cfg.flip, cfg.cutout, cfg.repeats)
     return DataBundle(
         train=Split(train_x, train_labels),
         test=Split(test_x, test_labels),
         spec=DataSpec(input_shape=(3, 32, 32), num_outputs=len(names), task=Task.classification),
         class_names=names,
         augment=augment if augment.active else None,
-        test_time=FlipAveraged if cfg.test_flip else None,
+        test_time=(
+            functools.partial(ViewAveraged, flip=cfg.test_flip, shift=cfg.test_shift)
+            if cfg.test_flip or cfg.test_shift > 0
+            else None
+        ),
     )
