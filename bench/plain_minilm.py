@@ -20,18 +20,19 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("overrides", nargs="*", help="config overrides applied on top of conf=bert_sst2")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     # Same token tensors, model and batch order as trainctl (built untimed); the loop is plain PyTorch.
-    cfg = compose(["conf=bert_sst2", f"data.root={args.data_root}"]).config
+    cfg = compose(["conf=bert_sst2", f"data.root={args.data_root}", *args.overrides]).config
     data = load_dataset(cfg.data)
     model = build_model(cfg.model, data.spec)
     batch = cfg.trainer.batch_size
     steps = -(-len(data.train) // batch)
     total = steps * args.epochs
-    warmup = round(0.06 * total)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    warmup = round(cfg.trainer.warmup_ratio * total)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, 1 - (s - warmup) / (total - warmup))
     )
@@ -46,7 +47,7 @@ def main() -> None:
                 loss = F.cross_entropy(model(inputs).float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
             optimizer.step()
             scheduler.step()
             loss.item()

@@ -19,20 +19,24 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--ema", type=float, default=0.995)
+    parser.add_argument("overrides", nargs="*", help="config overrides applied on top of conf=resnet_cifar")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    # Same tensors and augmentation function as trainctl (loading is not timed); the loop is plain PyTorch.
-    data = load_dataset(compose(["conf=resnet_cifar", f"data.root={args.data_root}"]).config.data)
+    # The preset's numbers, tensors and augmentation function (built untimed); the loop is plain PyTorch.
+    cfg = compose(["conf=resnet_cifar", f"data.root={args.data_root}", *args.overrides]).config
+    data = load_dataset(cfg.data)
     x, y = data.train.inputs, data.train.targets
-    model = ResNet(3, 10, (16, 32, 64), (3, 3, 3), projection=False, channels_last=True)
+    t = cfg.trainer
+    model = ResNet(3, 10, (16, 32, 64), (3, 3, 3), projection=False, channels_last=cfg.model.channels_last)
     average = [p.detach().clone() for p in [*model.parameters(), *model.buffers()] if p.is_floating_point()]
-    batch = 128
+    batch = t.batch_size
     steps = -(-len(y) // batch)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=cfg.optim.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=0.2, total_steps=steps * args.epochs, pct_start=0.25
+        optimizer, max_lr=cfg.optim.lr, total_steps=steps * args.epochs, pct_start=t.pct_start
     )
     for epoch in range(args.epochs):
         model.train()
@@ -42,14 +46,14 @@ def main() -> None:
             index = order[i * batch : (i + 1) * batch]
             inputs, targets = data.augment(x[index], y[index], epoch * 100_003 + i)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = F.cross_entropy(model(inputs).float(), targets, label_smoothing=0.1)
+                loss = F.cross_entropy(model(inputs).float(), targets, label_smoothing=t.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             with torch.no_grad():
                 live = [p for p in [*model.parameters(), *model.buffers()] if p.is_floating_point()]
-                torch._foreach_lerp_(average, live, 1 - args.ema)
+                torch._foreach_lerp_(average, live, 1 - t.ema)
             loss.item()  # the loop reads the loss each step, as any loop that logs it does
         seconds = time.perf_counter() - started
         print(json.dumps({"epoch": epoch, "seconds": seconds, "samples": len(y)}), flush=True)

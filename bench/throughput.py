@@ -23,13 +23,15 @@ def sst2_subset(root: Path, dest: Path) -> Path:
     return dest
 
 
-def paired(name: str, preset: list[str], script: str, root: Path, epochs: int, samples: int) -> float:
+def paired(
+    name: str, preset: str, extra: list[str], script: str, root: Path, epochs: int, samples: int
+) -> float:
     """Alternating paired runs; prints samples/s of both sides and returns trainctl's overhead."""
     threads = os.cpu_count() or 1
     plain, ours = paired_epochs(
         script,
-        ["--data-root", str(root), "--epochs", str(epochs)],
-        [*preset, f"data.root={root}", f"trainer.epochs={epochs}"],
+        ["--data-root", str(root), "--epochs", str(epochs), *extra],
+        [f"conf={preset}", *extra, f"data.root={root}", f"trainer.epochs={epochs}"],
         ROUNDS,
         threads,
     )
@@ -51,13 +53,21 @@ def paired(name: str, preset: list[str], script: str, root: Path, epochs: int, s
 
 def main() -> dict[str, float]:
     root = data_root()
-    resnet = paired("ResNet-20, conf=resnet_cifar (bf16, channels_last, EMA)", ["conf=resnet_cifar"],
-                    "plain_resnet.py", root, 3, 10_000)  # fmt: skip
+    resnet = paired(
+        "ResNet-20, conf=resnet_cifar data.repeats=1 (bf16, channels_last, EMA, crop+flip)",
+        "resnet_cifar",
+        ["data.repeats=1"],
+        "plain_resnet.py",
+        root,
+        3,
+        10_000,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         subset = sst2_subset(root, Path(tmp))
         minilm = paired(
             f"MiniLM-L6, conf=bert_sst2 (bf16, length-grouped) on {SST2_SUBSET:,} SST-2 phrases",
-            ["conf=bert_sst2"],
+            "bert_sst2",
+            [],
             "plain_minilm.py",
             subset,
             2,

@@ -190,6 +190,8 @@ def test_bert_sst2_preset_trains_a_few_steps_and_predicts(
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
     assert summary["test"]["accuracy"] >= 0.75
+    evaluated = runner.invoke(app, ["eval", "latest"])
+    assert f"accuracy {summary['test']['accuracy']:.2%}" in evaluated.output, evaluated.output
     result = runner.invoke(app, ["predict", "latest", "--text", "a gorgeous, witty film"])
     assert result.exit_code == 0, result.output
     label, probability = result.output.split()
