@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["overhead", "step_cost", "ddp", "recommend"]
+BENCHES = ["overhead", "step_cost", "ddp", "throughput", "recommend", "resnet_cifar", "bert_sst2"]
 
 
 def main() -> None:

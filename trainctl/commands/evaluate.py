@@ -36,18 +36,18 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     from trainctl.checkpoint import load_checkpoint
     from trainctl.data import load_dataset
     from trainctl.evaluation import evaluate
+    from trainctl.inference import build_objective, restore_for_inference
     from trainctl.models import build_model
     from trainctl.plan import resolve_device
-    from trainctl.tasks import Objective
+    from trainctl.precision import MixedPrecision
 
     checkpoint = locate_checkpoint(target, tag)
     state = load_checkpoint(checkpoint)
     cfg = compose(overrides, base=OmegaConf.create(state["config"])).config
     device = torch.device(resolve_device(cfg.trainer.device))
     data = load_dataset(cfg.data)
-    model = build_model(cfg.model, data.spec)
-    model.load_state_dict(state["model"])
-    model.to(device)
-    objective = Objective(data.spec.task, label_smoothing=cfg.trainer.label_smoothing)
-    metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
+    model = restore_for_inference(build_model(cfg.model, data.spec), state, data).to(device)
+    objective = build_objective(cfg.trainer, data, device)
+    with MixedPrecision(cfg.trainer.precision, device).autocast():  # as the run evaluated
+        metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
     return {"checkpoint": str(checkpoint), "samples": len(data.test), **metrics}
