@@ -5,7 +5,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["overhead", "step_cost", "ddp", "recommend", "compress", "quantize"]
+BENCHES = [
+    "overhead",
+    "step_cost",
+    "ddp",
+    "throughput",
+    "recommend",
+    "compress",
+    "quantize",
+    "resnet_cifar",
+    "bert_sst2",
+]
 
 
 def main() -> None:

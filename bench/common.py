@@ -68,3 +68,22 @@ def run_script(script: Path, args: list[str], threads: int) -> list[dict]:
 def median_after_warmup(values: list[float]) -> float:
     """Median of per-epoch figures, the first (warm-up) epoch left out."""
     return statistics.median(values[1:] if len(values) > 1 else values)
+
+
+def paired_epochs(
+    script: str, script_args: list[str], trainctl_args: list[str], rounds: int, threads: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per epoch (median after warm-up) of a plain script and of trainctl, in alternating pairs.
+
+    Pairs alternate which side goes first, so machine drift hits both sides alike.
+    """
+    plain, ours = [], []
+    for round_ in range(rounds):
+        for side in ["plain", "ours"] if round_ % 2 == 0 else ["ours", "plain"]:
+            if side == "plain":
+                records = run_script(REPO / "bench" / script, script_args, threads)
+                plain.append(median_after_warmup([r["seconds"] for r in records]))
+            else:  # trainctl in a pseudo-terminal: its live progress view is part of what is measured
+                records = run_trainctl(trainctl_args, threads)
+                ours.append(median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"]))
+    return plain, ours

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from bench.common import REPO, data_root, median_after_warmup, run_script, run_trainctl
+from bench.common import data_root, paired_epochs
 
 EPOCHS = 8
 ROUNDS = 6
@@ -14,22 +14,13 @@ ROUNDS = 6
 def main() -> dict[str, float]:
     root = data_root()
     threads = os.cpu_count() or 1
-    plain, ours = [], []
-    for round_ in range(ROUNDS):  # pairs in alternating order, so machine drift hits both sides alike
-        sides = ["plain", "ours"] if round_ % 2 == 0 else ["ours", "plain"]
-        for side in sides:
-            if side == "plain":
-                records = run_script(
-                    REPO / "bench" / "plain_mlp.py",
-                    ["--data-root", str(root), "--epochs", str(EPOCHS)],
-                    threads,
-                )
-                plain.append(median_after_warmup([r["seconds"] for r in records]))
-            else:  # trainctl in a pseudo-terminal: its live progress view is part of what is measured
-                records = run_trainctl(
-                    ["conf=mlp_mnist", f"data.root={root}", f"trainer.epochs={EPOCHS}"], threads
-                )
-                ours.append(median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"]))
+    plain, ours = paired_epochs(
+        "plain_mlp.py",
+        ["--data-root", str(root), "--epochs", str(EPOCHS)],
+        ["conf=mlp_mnist", f"data.root={root}", f"trainer.epochs={EPOCHS}"],
+        ROUNDS,
+        threads,
+    )
     ratios = [o / p for o, p in zip(ours, plain, strict=True)]
     overhead = statistics.median(ratios) - 1
     p, o = statistics.median(plain), statistics.median(ours)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from trainctl.averaging import WeightEMA
 from trainctl.checkpoint import (
     FORMAT,
     load_checkpoint,
@@ -30,15 +31,18 @@ from trainctl.compress.distill import build_distiller
 from trainctl.compress.job import compress_after_training
 from trainctl.config.schema import Config
 from trainctl.data import load_dataset
+from trainctl.data.samplers import build_order
 from trainctl.early_stopping import EarlyStopping
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
+from trainctl.inference import build_objective, evaluated_model
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.observe.profiling import step_profiler
 from trainctl.optim import build_optimizer
 from trainctl.optim.schedules import build_scheduler
 from trainctl.parallel.collectives import gather_to_rank0
-from trainctl.tasks import Objective, higher_is_better
+from trainctl.precision import MixedPrecision
+from trainctl.tasks import higher_is_better
 from trainctl.worker import WorkerContext
 
 
@@ -62,14 +66,26 @@ class SupervisedRecipe:
     def setup(self) -> None:
         seed_everything(self.trainer.seed)  # the same initial weights on every rank
         self.data = load_dataset(self.cfg.data)
-        self.objective = Objective(self.data.spec.task, label_smoothing=self.trainer.label_smoothing)
+        self.objective = build_objective(self.trainer, self.data, self.ctx.device)  # + class_weights
         # distill.teacher: a teacher run's soft targets join the loss; each rank loads its own teacher
         self.distiller = build_distiller(self.cfg, self.data.spec, self.objective, self.ctx.device)
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         seed_everything(self.trainer.seed + self.ctx.rank)  # then each rank its own dropout masks
         self.model = self.strategy.wrap(model)
+        # Mixed precision (trainer.precision) and weight averaging (trainer.ema), evaluated in its place.
+        self.precision = MixedPrecision(self.trainer.precision, self.ctx.device)
+        self.ema = WeightEMA(self.strategy.unwrap(self.model), self.trainer.ema) if self.trainer.ema else None
         self.optimizer = build_optimizer(self.cfg.optim, self.model.parameters())
-        self.loader = self.strategy.train_loader(self.data.train, self.trainer.batch_size, self.trainer.seed)
+        order = build_order(  # data.sampler: plain shuffle, class-balanced or length-grouped
+            self.cfg.data.sampler,
+            self.data.train,
+            self.data.spec.task,
+            self.data.spec.num_outputs,
+            self.trainer.batch_size,
+        )
+        self.loader = self.strategy.train_loader(
+            self.data.train, self.trainer.batch_size, self.trainer.seed, order
+        )
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * self.trainer.epochs
         self.scheduler = build_scheduler(
@@ -133,6 +149,8 @@ class SupervisedRecipe:
         started = window_start = time.perf_counter()
         window_loss, window_steps, window_samples, epoch_samples = 0.0, 0, 0, 0
         for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
+            if self.data.augment is not None:  # the data set's batch augmentation, seeded by position
+                inputs, targets, global_size = self.augment(inputs, targets, global_size, epoch, batch)
             loss = self.train_step(inputs, targets, global_size)
             loss, stop = self.strategy.reduce_step(loss, self.ctx.stop.requested)  # every rank agrees
             self.position = Position(epoch, batch + 1, self.position.step + 1)
@@ -198,38 +216,58 @@ class SupervisedRecipe:
             for i, (x, y) in enumerate(pieces):
                 last_piece = i == len(pieces) - 1  # gradients are synchronised once, on the last piece
                 with contextlib.nullcontext() if last_piece else self.strategy.no_sync(self.model):
-                    loss = self.training_loss(x, y) + self.regularization()
+                    with self.precision.autocast():
+                        loss = self.training_loss(x, y) + self.regularization()
                     # Weight each piece by its share of the global batch: gradients summed over
                     # pieces and averaged over ranks are then those of the global batch's mean loss.
                     weight = len(y) * self.loader.world_size / global_size
-                    (loss * weight if weight != 1.0 else loss).backward()
+                    self.precision.backward(loss * weight if weight != 1.0 else loss)
                 total += loss.item() * len(y) / len(targets)
         if self.trainer.grad_clip is not None:
+            self.precision.unscale(self.optimizer)
             self.strategy.clip_grad_norm(self.model, self.trainer.grad_clip)
         if math.isfinite(total):
-            self.optimizer.step()
+            self.precision.step(self.optimizer)
             self.scheduler.step()
             self.strategy.after_step(self.model)
+            if self.ema is not None:
+                self.ema.update(self.strategy.unwrap(self.model))
         return total
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The objective's loss of the model's outputs; with distill.teacher, the distillation loss."""
-        outputs = self.model(inputs)
+        outputs = self.model(inputs).float()
         if self.distiller is not None:
             return self.distiller.loss(outputs, inputs, targets)
         return self.objective.loss(outputs, targets)
 
     def regularization(self) -> torch.Tensor | float:
         """Hook: the penalty a model's last forward pass left in `.penalty` (mf's L2 on its rows), else 0."""
-        penalty = getattr(self.ctx.strategy.unwrap(self.model), "penalty", None)
+        penalty = getattr(self.strategy.unwrap(self.model), "penalty", None)
         return 0.0 if penalty is None else penalty
+
+    def augment(
+        self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int, epoch: int, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The data set's augmentation of this rank's batch, seeded by its position (resuming is exact).
+
+        Repeated samples (batch augmentation) count in the global batch size that weighs the loss.
+        """
+        seed = ((self.trainer.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.ctx.rank
+        device = self.ctx.device
+        augmented, repeated = self.data.augment(inputs.to(device), targets.to(device), seed)
+        return augmented, repeated, global_size * len(repeated) // len(targets)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
-        metrics = self.strategy.evaluate(
-            self.model, self.data.test, self.objective, self.trainer.eval_batch_size
-        )
+        with self.precision.autocast():  # the averaged weights if any, under the data set's test-time views
+            metrics = self.strategy.evaluate(
+                evaluated_model(self.model, self.data, self.ema),
+                self.data.test,
+                self.objective,
+                self.trainer.eval_batch_size,
+            )
         self.ctx.reporter.emit(
             EvalRecord(
                 step=self.position.step,
@@ -287,6 +325,8 @@ class SupervisedRecipe:
             "total_steps": self.total_steps,
             "world_size": self.ctx.world_size,
             "config": self.ctx.plan.tree,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "grad_scaler": self.precision.state_dict(),
         }
         save_atomic(state, self.ctx.run.checkpoint(tag))
         self.strategy.checkpoint_written(folder, tag, state)
@@ -303,6 +343,9 @@ class SupervisedRecipe:
         if state["total_steps"] != self.total_steps:  # re-plan the schedule from the saved step on
             self.scheduler.last_epoch -= 1
             self.scheduler.step()
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.precision.load_state_dict(state.get("grad_scaler") or {})
         self.position = Position(**state["position"])
         self.best = state["best"]
         if "early_stopping" in state:

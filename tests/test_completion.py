@@ -40,7 +40,8 @@ def test_bash_completion_script_completes_presets_options_and_keys() -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "mlp_digits mlp_mnist"  # `conf=ml<TAB>`: readline keeps `conf=`, gets the rest
-    assert set(lines[1].split()) == {"linreg", "mf_movielens", "mlp_digits", "mlp_mnist"}
+    presets = {"bert_sst2", "linreg", "mf_movielens", "mlp_digits", "mlp_mnist", "resnet_cifar"}
+    assert set(lines[1].split()) == presets
     assert lines[2] == "linreg"
     assert lines[3] == "adagrad adam adamw"
     assert lines[4].split() == ["model.factors=", "model.init_std=", "model.reg=", "model.bias_reg="]

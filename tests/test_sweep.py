@@ -15,7 +15,7 @@ from trainctl.sweep import Job, expand, sweep_name
 
 
 def test_expand_uses_hydra_sweep_syntax() -> None:
-    jobs = expand(["optim.lr=1e-3,1e-2", "model=glob(*,exclude=mf)", "trainer.epochs=3"])
+    jobs = expand(["optim.lr=1e-3,1e-2", "model=glob([l*,m*],exclude=mf)", "trainer.epochs=3"])
     assert [job.overrides for job in jobs] == [
         ("optim.lr=0.001", "model=linear", "trainer.epochs=3"),
         ("optim.lr=0.001", "model=mlp", "trainer.epochs=3"),

@@ -111,6 +111,23 @@ def eval_command(
 
 @app.command()
 @user_errors
+def predict(
+    target: str = typer.Argument(..., help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt)."),
+    text: list[str] | None = typer.Option(None, "--text", "-t", help="A text to label (repeatable)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="A file with one text per line."),
+    best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
+) -> None:
+    """Label texts with a text model. Example: trainctl predict latest --text 'a gorgeous, witty film'"""
+    from trainctl.commands.predict import predict as run_predict
+    from trainctl.commands.predict import read_texts
+
+    texts = read_texts(text or [], file)
+    for p in run_predict(target, texts, tag="best" if best else "last"):
+        typer.echo(f"{p.label}\t{p.probability:.4f}" + (f"\t{p.text}" if len(texts) > 1 else ""))
+
+
+@app.command()
+@user_errors
 def plan(
     overrides: list[str] | None = OVERRIDES,
     config: Path | None = typer.Option(

@@ -63,6 +63,7 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     from trainctl.launch import build_launcher
     from trainctl.models import build_model
     from trainctl.parallel import build_strategy
+    from trainctl.precision import check_precision
 
     cfg = composed.config
     t = cfg.trainer
@@ -137,6 +138,21 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     )
     device = resolve_device(t.device)
     checks.append(f"device {device}")
+    checks.append(check_precision(t.precision, device))
+    require(
+        t.ema is None or 0.0 < t.ema < 1.0,
+        "0 < trainer.ema < 1",
+        f"trainer.ema is the decay of the weight average and must be in (0, 1), got {t.ema}",
+        "use e.g. trainer.ema=0.995, or trainer.ema=null to turn averaging off",
+        checks,
+    )
+    require(
+        t.ema is None or cfg.parallel.name in ("none", "ddp", "local_sgd"),
+        "weight averaging runs on a whole model per rank",
+        f"trainer.ema keeps a whole copy of the model, which parallel={cfg.parallel.name} splits",
+        "use parallel=ddp (or none), or trainer.ema=null",
+        checks,
+    )
     check_optimizer(cfg, checks)
     local_procs = (
         int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)

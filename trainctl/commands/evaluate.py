@@ -34,18 +34,18 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     import torch
 
     from trainctl.checkpoint import load_checkpoint
-    from trainctl.compress.stored import inference_device, rebuild_model
     from trainctl.data import load_dataset
     from trainctl.evaluation import evaluate
+    from trainctl.inference import build_objective, inference_model, inference_precision
     from trainctl.plan import resolve_device
-    from trainctl.tasks import Objective
+    from trainctl.precision import MixedPrecision
 
     checkpoint = locate_checkpoint(target, tag)
     state = load_checkpoint(checkpoint)
     cfg = compose(overrides, base=OmegaConf.create(state["config"])).config
-    device = inference_device(state, torch.device(resolve_device(cfg.trainer.device)))
     data = load_dataset(cfg.data)
-    model = rebuild_model(cfg.model, data.spec, state).to(device)  # compressed models: their passes redone
-    objective = Objective(data.spec.task, label_smoothing=cfg.trainer.label_smoothing)
-    metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
+    model, device = inference_model(cfg, data, state, torch.device(resolve_device(cfg.trainer.device)))
+    objective = build_objective(cfg.trainer, data, device)
+    with MixedPrecision(inference_precision(cfg, state), device).autocast():  # as the run evaluated
+        metrics = evaluate(model, data.test, objective, batch_size=cfg.trainer.eval_batch_size, device=device)
     return {"checkpoint": str(checkpoint), "samples": len(data.test), **metrics}

@@ -11,8 +11,8 @@ from torch import nn
 
 from trainctl.data.loader import BatchLoader
 from trainctl.errors import RunFailed
+from trainctl.inference import build_objective
 from trainctl.optim import build_optimizer
-from trainctl.tasks import Objective
 
 if TYPE_CHECKING:
     from trainctl.compress.base import PassJob
@@ -30,13 +30,16 @@ def finetune(model: nn.Module, job: PassJob, epochs: int, lr: float | None) -> N
     optimizer = build_optimizer(
         dataclasses.replace(cfg.optim, lr=rate), [p for p in model.parameters() if p.requires_grad]
     )
-    objective = Objective(job.data.spec.task, label_smoothing=cfg.trainer.label_smoothing)
+    objective = build_objective(cfg.trainer, job.data, job.device)  # label smoothing, class weights
     loader = BatchLoader(job.data.train, cfg.trainer.batch_size, shuffle=True, seed=cfg.trainer.seed)
     model.to(job.device).train()
     for epoch in range(epochs):
         total, samples = 0.0, 0
-        for _, inputs, targets, _ in loader.epoch(cfg.trainer.epochs + epoch):
+        for batch, inputs, targets, _ in loader.epoch(cfg.trainer.epochs + epoch):
             inputs, targets = inputs.to(job.device), targets.to(job.device)
+            if job.data.augment is not None:  # the data set's batch augmentation, as in training
+                seed = (cfg.trainer.seed + cfg.trainer.epochs + epoch) * 100_003 + batch
+                inputs, targets = job.data.augment(inputs, targets, seed)
             optimizer.zero_grad(set_to_none=True)
             loss = objective.loss(model(inputs), targets)
             penalty = getattr(model, "penalty", None)  # a model's own regularizer (mf), as in training

@@ -32,6 +32,7 @@ from trainctl.compress.stored import compression_records, rebuild_model
 from trainctl.config.schema import Config
 from trainctl.data.types import DataBundle
 from trainctl.errors import TrainctlError
+from trainctl.inference import build_objective
 from trainctl.runs import RunDir, create_run_dir, default_runs_root, resolve_run
 from trainctl.tasks import Objective
 
@@ -52,7 +53,7 @@ class LoadedRun:
         return str(self.run.read_meta().get("id") or f"{self.run.path.parent.name}/{self.run.path.name}")
 
     def objective(self) -> Objective:
-        return Objective(self.data.spec.task, label_smoothing=self.cfg.trainer.label_smoothing)
+        return build_objective(self.cfg.trainer, self.data, torch.device("cpu"))
 
 
 def load_run(target: str | RunDir, tag: str = "last") -> LoadedRun:

@@ -15,6 +15,7 @@ from torch import nn
 
 from trainctl.data.types import DataBundle
 from trainctl.evaluation import evaluate
+from trainctl.inference import evaluated_model
 from trainctl.tasks import Objective, higher_is_better
 
 BATCH_SIZES = (1, 64)
@@ -253,13 +254,9 @@ def threads(count: int) -> Iterator[None]:
 
 
 def latency_batches(data: DataBundle) -> dict[int, torch.Tensor]:
-    """The first 1 and 64 test inputs (the test split repeated if it is smaller)."""
-    inputs = data.test.inputs
-    batches = {}
-    for size in BATCH_SIZES:
-        reps = -(-size // len(inputs))
-        batches[size] = torch.cat([inputs] * reps)[:size] if reps > 1 else inputs[:size]
-    return batches
+    """The first 1 and 64 test inputs (the test split repeated if it is smaller), gathered as training
+    and evaluation gather them (a text batch is padded only to its own longest sequence)."""
+    return {size: data.test.batch(torch.arange(size) % len(data.test))[0] for size in BATCH_SIZES}
 
 
 def time_alternately(models: list[nn.Module], batch: torch.Tensor) -> tuple[list[float], int]:
@@ -301,7 +298,10 @@ def measure(
             seconds, count = time_alternately(models, batch)
             latencies[str(size)] = [s * 1e3 for s in seconds]
             repeats[str(size)] = count
-        metrics = [evaluate(m, data.test, objective, batch_size=eval_batch_size, device=cpu) for m in models]
+        metrics = [  # as the runs evaluate: with the data set's test-time views, if any
+            evaluate(evaluated_model(m, data), data.test, objective, batch_size=eval_batch_size, device=cpu)
+            for m in models
+        ]
     figures = []
     for i, model in enumerate(models):
         total, nonzero, layers = static_figures(model)

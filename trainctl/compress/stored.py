@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from trainctl.averaging import inference_weights
 from trainctl.compress.base import Record
 
 if TYPE_CHECKING:
@@ -45,15 +46,8 @@ def rebuild_model(model_cfg: ModelConfig, spec: DataSpec, state: dict[str, Any])
 
     model = restore_layout(build_model(model_cfg, spec), state)
     with torch_ao():
-        model.load_state_dict(evaluated_weights(state))
+        model.load_state_dict(inference_weights(state))  # a run's moving average when it keeps one
     return model
-
-
-def evaluated_weights(state: dict[str, Any]) -> dict[str, Any]:
-    """The weights a run evaluated: its moving average (trainer.ema, a `{"module": state dict}` entry)
-    when the checkpoint keeps one, else the model's; compressed checkpoints keep only `model`."""
-    ema = state.get("ema")
-    return ema["module"] if isinstance(ema, dict) and "module" in ema else state["model"]
 
 
 def runs_on_cpu_only(state: dict[str, Any]) -> bool:

@@ -21,9 +21,17 @@ class ModelConfig(ComponentConfig):
     """Base of every `model/` option."""
 
 
+class Sampler(str, Enum):
+    random = "random"  # a seeded shuffle of every sample, once per epoch
+    balanced = "balanced"  # draws with replacement, each class equally likely (skewed labels)
+    length = "length"  # shuffled batches of similar length (token data: less padding)
+
+
 @dataclass
 class DataConfig(ComponentConfig):
     """Base of every `dataset/` option (the section is called `data`)."""
+
+    sampler: Sampler = Sampler.random
 
 
 @dataclass
@@ -61,6 +69,17 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast to bfloat16 (CPU and GPU)
+    fp16 = "fp16"  # autocast to float16 with a gradient scaler (GPU only)
+
+
+class ClassWeights(str, Enum):
+    none = "none"
+    balanced = "balanced"  # loss weight of class c: n / (classes * count of c in the train split)
 
 
 class Schedule(str, Enum):
@@ -112,6 +131,9 @@ class TrainerConfig:
     max_steps: int | None = None  # stop after this many optimizer steps; the schedule still spans `epochs`
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     profile: bool = False  # record a torch.profiler trace of a few steps into <run>/profile/
+    precision: Precision = Precision.fp32
+    class_weights: ClassWeights = ClassWeights.none
+    ema: float | None = None  # decay of an exponential moving average of the weights, evaluated instead
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -28,6 +28,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        sampler: Callable[[int, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         if global_batch < 1:
             raise ValueError("global_batch must be at least 1")
@@ -38,6 +39,7 @@ class BatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        self.sampler = sampler  # (n, seeded generator) -> order; None: a plain shuffle (data.sampler)
 
     def __len__(self) -> int:
         n = len(self.split)
@@ -49,6 +51,8 @@ class BatchLoader:
         if not self.shuffle:
             return torch.arange(n)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if self.sampler is not None:
+            return self.sampler(n, generator)
         return torch.randperm(n, generator=generator)
 
     def global_batch_indices(self, order: torch.Tensor, step: int) -> torch.Tensor:

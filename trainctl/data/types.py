@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
 
 import torch
+from torch import nn
 
 
 class Task(str, Enum):
@@ -20,6 +22,7 @@ class DataSpec:
     input_shape: tuple[int, ...]
     num_outputs: int
     task: Task
+    pad_token_id: int | None = None  # token data: the id that pads sequences (the model masks it out)
 
 
 @dataclass
@@ -39,6 +42,13 @@ class Split:
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.inputs[index], self.targets[index]
 
+    def subset(self, index: torch.Tensor) -> Split:
+        """The samples at `index`, as a split of the same kind (every per-sample tensor follows)."""
+        per_sample = {f.name: getattr(self, f.name) for f in fields(self)}
+        return type(self)(
+            **{k: v[index] if isinstance(v, torch.Tensor) else v for k, v in per_sample.items()}
+        )
+
 
 @dataclass
 class DataBundle:
@@ -48,3 +58,8 @@ class DataBundle:
     test: Split
     spec: DataSpec
     class_names: list[str] | None = None
+    # Optional hooks a data set may offer (None: not used):
+    # (train inputs, targets, seed) -> (inputs, targets): batch augmentation, which may repeat samples
+    augment: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+    test_time: Callable[[nn.Module], nn.Module] | None = None  # model -> model to evaluate (e.g. flip TTA)
+    encode: Callable[[list[str]], torch.Tensor] | None = None  # raw texts -> model inputs (predict)

@@ -12,6 +12,7 @@ from torch import nn
 
 from trainctl.config.schema import Config, ParallelConfig
 from trainctl.data.loader import BatchLoader
+from trainctl.data.samplers import Order
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
 from trainctl.evaluation import evaluate
@@ -80,9 +81,18 @@ class Strategy:
         """How many ranks split each global batch (1 where every rank sees all of it)."""
         return world_size
 
-    def train_loader(self, split: Split, batch_size: int, seed: int) -> BatchLoader:
+    def train_loader(
+        self, split: Split, batch_size: int, seed: int, order: Order | None = None
+    ) -> BatchLoader:
+        """This rank's batches; `order` replaces the plain shuffle (data.sampler)."""
         return BatchLoader(
-            split, batch_size, shuffle=True, seed=seed, rank=self.data_rank, world_size=self.data_world
+            split,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            rank=self.data_rank,
+            world_size=self.data_world,
+            sampler=order,
         )
 
     def wrap(self, model: nn.Module) -> nn.Module:

@@ -12,6 +12,7 @@ from torch import nn
 
 from trainctl.config.schema import Config, ParallelConfig
 from trainctl.data.loader import BatchLoader
+from trainctl.data.samplers import Order
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
 from trainctl.parallel import STRATEGIES
@@ -62,15 +63,19 @@ class LocalSGD(Strategy):
         super().setup(rank, world_size, device)
         self.local_steps = 0
 
-    def train_loader(self, split: Split, batch_size: int, seed: int) -> BatchLoader:
+    def train_loader(
+        self, split: Split, batch_size: int, seed: int, order: Order | None = None
+    ) -> BatchLoader:
         if Partition(self.cfg.partition) is Partition.iid:
-            return super().train_loader(split, batch_size, seed)
-        # Sorted by label, cut into equal contiguous parts: rank r sees only its part.
-        order = torch.argsort(split.targets, stable=True)
-        share = len(order) // self.world_size
-        mine = order[self.rank * share : (self.rank + 1) * share]
-        local = Split(split.inputs[mine], split.targets[mine])
-        return BatchLoader(local, batch_size // self.world_size, shuffle=True, seed=seed + self.rank)
+            return super().train_loader(split, batch_size, seed, order)
+        # Sorted by label, cut into equal contiguous parts: rank r sees only its part (data.sampler
+        # does not apply: the partition is the point).
+        labels = torch.argsort(split.targets, stable=True)
+        share = len(labels) // self.world_size
+        mine = labels[self.rank * share : (self.rank + 1) * share]
+        return BatchLoader(
+            split.subset(mine), batch_size // self.world_size, shuffle=True, seed=seed + self.rank
+        )
 
     def after_step(self, model: nn.Module) -> None:
         self.local_steps += 1

@@ -14,6 +14,7 @@ from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGP
 
 from trainctl.config.schema import Config, ParallelConfig
 from trainctl.data.loader import BatchLoader
+from trainctl.data.samplers import Order
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError, suggestion
 from trainctl.parallel import STRATEGIES
@@ -123,8 +124,12 @@ class PipelineParallel(Strategy):
         self.schedules: dict[str, Any] = {}
         return self.stage_module
 
-    def train_loader(self, split: Split, batch_size: int, seed: int) -> BatchLoader:
-        return BatchLoader(split, batch_size, shuffle=True, seed=seed, drop_last=True)  # fixed shapes
+    def train_loader(
+        self, split: Split, batch_size: int, seed: int, order: Order | None = None
+    ) -> BatchLoader:
+        return BatchLoader(
+            split, batch_size, shuffle=True, seed=seed, drop_last=True, sampler=order
+        )  # fixed shapes
 
     def schedule(self, purpose: str, objective: Objective) -> Any:
         if purpose not in self.schedules:

