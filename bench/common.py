@@ -87,3 +87,19 @@ def paired_epochs(
                 records = run_trainctl(trainctl_args, threads)
                 ours.append(median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"]))
     return plain, ours
+
+
+def print_paired(plain: list[float], ours: list[float], samples: int) -> float:
+    """Print both sides' median samples/s and seconds per epoch and the overhead; returns the overhead
+    (median of the paired ratios)."""
+    ratios = [o / p for o, p in zip(ours, plain, strict=True)]
+    overhead = statistics.median(ratios) - 1
+    for name, side in (("plain PyTorch loop", plain), ("trainctl train    ", ours)):
+        median = statistics.median(side)
+        runs = " ".join(f"{v:.3f}" for v in side)
+        print(f"  {name}  {samples / median:9,.1f} samples/s ({median:.3f} s/epoch); runs {runs}")
+    print(
+        f"  overhead            {overhead:+.1%} median of paired ratios (range {min(ratios) - 1:+.1%} .. "
+        f"{max(ratios) - 1:+.1%}); goal: at most +5%"
+    )
+    return overhead

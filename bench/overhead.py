@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from bench.common import data_root, paired_epochs
+from bench.common import data_root, paired_epochs, print_paired
 
 EPOCHS = 8
 ROUNDS = 6
@@ -21,25 +21,12 @@ def main() -> dict[str, float]:
         ROUNDS,
         threads,
     )
-    ratios = [o / p for o, p in zip(ours, plain, strict=True)]
-    overhead = statistics.median(ratios) - 1
-    p, o = statistics.median(plain), statistics.median(ours)
     print(
         f"MNIST MLP 784-512-256-10, batch 64, {threads} threads; {ROUNDS} paired runs, "
         f"median of {EPOCHS - 1} epochs each (first epoch is warm-up):"
     )
-    print(
-        f"  plain PyTorch loop  {p:.3f} s/epoch ({8000 / p:,.0f} samples/s); runs "
-        + " ".join(f"{v:.3f}" for v in plain)
-    )
-    print(
-        f"  trainctl train      {o:.3f} s/epoch ({8000 / o:,.0f} samples/s); runs "
-        + " ".join(f"{v:.3f}" for v in ours)
-    )
-    print(
-        f"  overhead            {overhead:+.1%} median of paired ratios (range {min(ratios) - 1:+.1%} .. "
-        f"{max(ratios) - 1:+.1%}); goal: at most +5%"
-    )
+    overhead = print_paired(plain, ours, 8000)
+    p, o = statistics.median(plain), statistics.median(ours)
     return {"plain_s_per_epoch": p, "trainctl_s_per_epoch": o, "overhead": overhead}
 
 

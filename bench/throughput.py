@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
-from bench.common import data_root, paired_epochs
+from bench.common import data_root, paired_epochs, print_paired
 
 ROUNDS = 2
 SST2_SUBSET = 3_200  # phrases of the SST-2 train file: 100 steps of 32 per epoch
@@ -35,19 +34,8 @@ def paired(
         ROUNDS,
         threads,
     )
-    ratios = [o / p for o, p in zip(ours, plain, strict=True)]
-    overhead = statistics.median(ratios) - 1
-    p, o = statistics.median(plain), statistics.median(ours)
     print(f"{name}: {threads} threads, {ROUNDS} paired runs of {epochs} epochs (first epoch is warm-up)")
-    print(
-        f"  plain PyTorch loop  {samples / p:8.1f} samples/s ({p:.2f} s/epoch); runs "
-        + " ".join(f"{v:.2f}" for v in plain)
-    )
-    print(
-        f"  trainctl train      {samples / o:8.1f} samples/s ({o:.2f} s/epoch); runs "
-        + " ".join(f"{v:.2f}" for v in ours)
-    )
-    print(f"  overhead            {overhead:+.1%} (median of paired ratios); goal: at most +5%")
+    overhead = print_paired(plain, ours, samples)
     return overhead
 
 

@@ -169,13 +169,27 @@ def test_bert_loads_minilm_with_blocks_and_freezing(tiny_sst2: Path) -> None:
         build_model(compose(["conf=bert_sst2", "model.max_length=1000"]).config.model, data.spec)
 
 
-def test_padding_does_not_change_the_prediction(tiny_sst2: Path) -> None:
+@pytest.mark.parametrize("pooling", ["mean", "cls", "pooler"])
+def test_padding_does_not_change_the_prediction(tiny_sst2: Path, pooling: str) -> None:
     data = sst2(tiny_sst2)
-    model = build_model(compose(["conf=bert_sst2"]).config.model, data.spec).eval()
+    cfg = compose(["conf=bert_sst2", f"model.pooling={pooling}"]).config.model
+    model = build_model(cfg, data.spec).eval()
     short = data.encode(["a gorgeous, witty film"])
     padded = torch.cat([short, torch.zeros(1, 7, dtype=short.dtype)], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(model(short), model(padded), rtol=1e-4, atol=1e-4)
+
+
+def test_the_pooler_is_the_checkpoints_and_only_there_when_asked_for(tiny_sst2: Path) -> None:
+    from safetensors.torch import load_file
+
+    data = sst2(tiny_sst2)
+    pooled = build_model(compose(["conf=bert_sst2", "model.pooling=pooler"]).config.model, data.spec)
+    saved = load_file(str(default_pretrained_folder() / "model.safetensors"))
+    key = next(k for k in saved if k.endswith("pooler.dense.weight"))
+    assert torch.equal(pooled.encoder.pooler.dense.weight, saved[key])
+    plain = build_model(compose(["conf=bert_sst2", "model.pooling=mean"]).config.model, data.spec)
+    assert plain.encoder.pooler is None
 
 
 # ------------------------------------------------------------------ preset, predict

