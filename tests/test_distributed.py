@@ -158,6 +158,12 @@ def wait_for_train_records(runs: Path, count: int, timeout: float = 120) -> Path
     raise AssertionError("the run never got that far")
 
 
+def mnist_on_two_ddp_ranks(shared_data: Path) -> list[str]:
+    """Three MNIST epochs on two ddp ranks: long enough to interrupt in the middle."""
+    ddp = ["launcher.nproc=2", "parallel=ddp"]
+    return ["conf=mlp_mnist", f"data.root={shared_data}", "trainer.epochs=3", *ddp]
+
+
 def worker_pid(run: Path, rank: int) -> int:
     first = (run / "logs" / f"rank{rank}.log").read_text().splitlines()[0]  # "rank R/W pid P restart N"
     return int(first.split()[3])
@@ -166,13 +172,7 @@ def worker_pid(run: Path, rank: int) -> int:
 def test_killed_worker_restarts_from_the_checkpoint_and_ends_like_an_uninterrupted_run(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    common = [
-        "conf=mlp_mnist",
-        f"data.root={shared_data}",
-        "trainer.epochs=3",
-        "launcher.nproc=2",
-        "parallel=ddp",
-    ]
+    common = mnist_on_two_ddp_ranks(shared_data)
     reference = train_run(tmp_path / "straight", *common)
     runs = tmp_path / "killed"
     proc = start_trainctl(*common, "launcher.max_restarts=1", runs=runs)
@@ -207,13 +207,7 @@ def test_a_dead_rank_stops_all_and_shows_its_log_tail(shared_data: Path, tmp_pat
 
 
 def test_ctrl_c_stops_every_rank_at_a_checkpoint_and_resumes(shared_data: Path, tmp_path: Path) -> None:
-    common = [
-        "conf=mlp_mnist",
-        f"data.root={shared_data}",
-        "trainer.epochs=3",
-        "launcher.nproc=2",
-        "parallel=ddp",
-    ]
+    common = mnist_on_two_ddp_ranks(shared_data)
     proc = start_trainctl(*common, runs=tmp_path)
     run = wait_for_train_records(tmp_path, 16)
     proc.send_signal(signal.SIGINT)

@@ -131,9 +131,8 @@ def train_as_torchrun_worker(
     """Started by torchrun or srun (the torchrun variables are set): run as that rank, directly."""
     import torch.distributed as dist
 
-    from trainctl.launch.entry import init_process_group
+    from trainctl.launch.entry import init_process_group, run_rank
     from trainctl.parallel.collectives import barrier, broadcast_from
-    from trainctl.worker import run_worker
 
     if resume is not None:
         raise TrainctlError(
@@ -157,13 +156,6 @@ def train_as_torchrun_worker(
             )
             run = RunDir(Path(broadcast_from(str(made), src=0)))
         plan.run_dir = run.path
-        return run_worker(
-            plan,
-            rank=env.rank,
-            world_size=env.world_size,
-            local_rank=env.local_rank,
-            restart=env.restart_count,
-            console=env.rank == 0,
-        )
+        return run_rank(plan, env, console=env.rank == 0)
     finally:
         dist.destroy_process_group()

@@ -49,10 +49,22 @@ def init_process_group(env: TorchrunEnv, device: str, timeout_s: float) -> None:
     )
 
 
-def elastic_worker(plan: Plan) -> dict[str, Any]:
-    """Run as one rank of the plan; errors are left in logs/rank<N>.error.json for the parent."""
+def run_rank(plan: Plan, env: TorchrunEnv, *, console: bool) -> dict[str, Any]:
+    """Run this process's rank of the planned job, as the torchrun environment `env` places it."""
     from trainctl.worker import run_worker
 
+    return run_worker(
+        plan,
+        rank=env.rank,
+        world_size=env.world_size,
+        local_rank=env.local_rank,
+        restart=env.restart_count,
+        console=console,
+    )
+
+
+def elastic_worker(plan: Plan) -> dict[str, Any]:
+    """Run as one rank of the plan; errors are left in logs/rank<N>.error.json for the parent."""
     env = TorchrunEnv.from_environ()
     assert env is not None and plan.run_dir is not None, "started without the torchrun environment"
     run = RunDir(plan.run_dir)
@@ -62,14 +74,7 @@ def elastic_worker(plan: Plan) -> dict[str, Any]:
     torch.set_num_threads(plan.threads_per_worker)
     init_process_group(env, plan.device, plan.collective_timeout_s)
     try:
-        return run_worker(
-            plan,
-            rank=env.rank,
-            world_size=env.world_size,
-            local_rank=env.local_rank,
-            restart=env.restart_count,
-            console=False,
-        )
+        return run_rank(plan, env, console=False)
     except TrainctlError as exc:
         error_file(run, env.rank).write_text(
             json.dumps(
