@@ -39,6 +39,7 @@ from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.observe.profiling import step_profiler
 from trainctl.optim import build_optimizer
+from trainctl.optim.param_groups import param_groups
 from trainctl.optim.schedules import build_scheduler
 from trainctl.parallel.collectives import gather_to_rank0
 from trainctl.precision import MixedPrecision
@@ -75,7 +76,9 @@ class SupervisedRecipe:
         # Mixed precision (trainer.precision) and weight averaging (trainer.ema), evaluated in its place.
         self.precision = MixedPrecision(self.trainer.precision, self.ctx.device)
         self.ema = WeightEMA(self.strategy.unwrap(self.model), self.trainer.ema) if self.trainer.ema else None
-        self.optimizer = build_optimizer(self.cfg.optim, self.model.parameters())
+        self.optimizer = build_optimizer(  # optim.layer_decay, optim.decay_norm_and_bias
+            self.cfg.optim, param_groups(self.cfg.optim, self.strategy.unwrap(self.model))
+        )
         order = build_order(  # data.sampler: plain shuffle, class-balanced or length-grouped
             self.cfg.data.sampler,
             self.data.train,

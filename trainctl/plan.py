@@ -195,6 +195,18 @@ def check_optimizer(cfg: Config, checks: list[str]) -> None:
 
     from trainctl.optim import build_optimizer
 
+    if not 0.0 < cfg.optim.layer_decay <= 1.0:
+        raise TrainctlError(
+            f"optim.layer_decay={cfg.optim.layer_decay} is outside (0, 1]",
+            where="optim.layer_decay",
+            fix="use 1.0 for one rate everywhere, or e.g. 0.8 for layer-wise decay",
+        )
+    if cfg.optim.head_lr_scale <= 0.0:
+        raise TrainctlError(
+            f"optim.head_lr_scale={cfg.optim.head_lr_scale} must be positive",
+            where="optim.head_lr_scale",
+            fix="use 1.0 for the head at optim.lr, or e.g. 10 for a head learning ten times faster",
+        )
     try:
         build_optimizer(cfg.optim, [torch.nn.Parameter(torch.zeros(1))])
     except ValueError as exc:

@@ -13,6 +13,7 @@ from trainctl.data.loader import BatchLoader
 from trainctl.errors import RunFailed
 from trainctl.inference import build_objective
 from trainctl.optim import build_optimizer
+from trainctl.optim.param_groups import param_groups
 
 if TYPE_CHECKING:
     from trainctl.compress.base import PassJob
@@ -27,9 +28,8 @@ def finetune(model: nn.Module, job: PassJob, epochs: int, lr: float | None) -> N
     """
     cfg = job.cfg
     rate = cfg.optim.lr * LR_FRACTION if lr is None else lr
-    optimizer = build_optimizer(
-        dataclasses.replace(cfg.optim, lr=rate), [p for p in model.parameters() if p.requires_grad]
-    )
+    optim = dataclasses.replace(cfg.optim, lr=rate)
+    optimizer = build_optimizer(optim, param_groups(optim, model))
     objective = build_objective(cfg.trainer, job.data, job.device)  # label smoothing, class weights
     loader = BatchLoader(job.data.train, cfg.trainer.batch_size, shuffle=True, seed=cfg.trainer.seed)
     model.to(job.device).train()

@@ -48,6 +48,9 @@ class OptimConfig(ComponentConfig):
 
     lr: float = 1e-3
     weight_decay: float = 0.0
+    layer_decay: float = 1.0  # < 1: each layer below the head learns at layer_decay x the rate above
+    head_lr_scale: float = 1.0  # the head (what follows the last layer) learns at head_lr_scale x lr
+    decay_norm_and_bias: bool = True  # false: no weight decay on biases and normalisation weights
 
 
 @dataclass
