@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from trainctl.cli import app
@@ -229,6 +230,23 @@ def test_bert_sst2_preset_trains_a_few_steps_and_predicts(
     assert [line.split("\t")[0] for line in result.output.splitlines()] == ["negative", "positive"]
     result = runner.invoke(app, ["eval", "latest"])
     assert f"accuracy {report['after']['metrics']['accuracy']:.2%}" in result.output, result.output
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_bert_sst2_preset_trains_on_two_ranks(mode: str, tiny_sst2: Path, runs_root: Path) -> None:
+    summary = train(
+        ["conf=bert_sst2", f"data.root={tiny_sst2}", "launcher.nproc=2", f"parallel={mode}",
+         "trainer.epochs=2", "trainer.batch_size=16", "trainer.log_every=1", "optim.lr=2e-4",
+         "trainer.warmup_ratio=0.1"]
+    )  # fmt: skip
+    run = runs_root / "latest"
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert yaml.safe_load((run / "config.yaml").read_text())["parallel"]["name"] == mode
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["kind"] == "train" and r["rank"] == 0]
+    assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])  # layer-wise rates over sharded blocks
+    evaluated = runner.invoke(app, ["eval", "latest"])  # the gathered weights load into one process
+    assert f"accuracy {summary['test']['accuracy']:.2%}" in evaluated.output, evaluated.output
 
 
 def test_predict_refuses_an_image_run_and_empty_input(runs_root: Path) -> None:

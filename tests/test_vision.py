@@ -267,6 +267,18 @@ def test_resnet_cifar_preset_trains_and_eval_reproduces_its_accuracy(
     assert f"accuracy {report['after']['metrics']['accuracy']:.2%}" in result.output
 
 
+def test_resnet_cifar_preset_trains_on_two_ddp_ranks(tiny_cifar: Path, runs_root: Path) -> None:
+    summary = train(
+        ["conf=resnet_cifar", f"data.root={tiny_cifar}", "launcher.nproc=2", "parallel=ddp",
+         "trainer.epochs=3", *SHORT]
+    )  # fmt: skip
+    records = [json.loads(line) for line in (runs_root / "latest" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["kind"] == "train" and r["rank"] == 0]
+    assert len(losses) == 15 and sum(losses[-3:]) < sum(losses[:3])
+    result = runner.invoke(app, ["eval", "latest"])  # BatchNorm statistics and EMA from rank 0
+    assert f"accuracy {summary['test']['accuracy']:.2%}" in result.output, result.output
+
+
 def test_resume_with_augmentation_and_ema_equals_a_straight_run(tiny_cifar: Path, runs_root: Path) -> None:
     common = [
         "conf=resnet_cifar",
