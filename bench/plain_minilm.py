@@ -15,6 +15,7 @@ def main() -> None:
     from trainctl.data import load_dataset
     from trainctl.data.samplers import LengthGroupedOrder
     from trainctl.models import build_model
+    from trainctl.optim.param_groups import param_groups
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-root", required=True)
@@ -24,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    # Same token tensors, model and batch order as trainctl (built untimed); the loop is plain PyTorch.
+    # Same token tensors, model, parameter groups and batch order as trainctl (built untimed); plain loop.
     cfg = compose(["conf=bert_sst2", f"data.root={args.data_root}", *args.overrides]).config
     data = load_dataset(cfg.data)
     model = build_model(cfg.model, data.spec)
@@ -32,7 +33,8 @@ def main() -> None:
     steps = -(-len(data.train) // batch)
     total = steps * args.epochs
     warmup = round(cfg.trainer.warmup_ratio * total)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    # the preset's parameter groups (layer-wise rates, no decay on biases and norms): the same optimizer work
+    optimizer = torch.optim.AdamW(param_groups(cfg.optim, model), lr=cfg.optim.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, 1 - (s - warmup) / (total - warmup))
     )
