@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -86,9 +88,14 @@ def test_layer_decay_needs_a_model_with_layers() -> None:
         param_groups(adamw(layer_decay=0.8), nn.Sequential(nn.Linear(2, 2)))
 
 
-def test_layer_decay_out_of_range_is_refused_before_launch() -> None:
+def test_bad_layer_rates_are_refused_before_launch(runs_root: Path) -> None:
     result = CliRunner().invoke(app, ["train", "optim.layer_decay=1.5", "--dry-run"])
     assert result.exit_code == 2 and "optim.layer_decay=1.5 is outside (0, 1]" in result.output
+    result = CliRunner().invoke(app, ["train", "optim.head_lr_scale=0"])
+    assert result.exit_code == 2 and "optim.head_lr_scale=0.0 must be positive" in result.output
+    result = CliRunner().invoke(app, ["train", "optim.layer_decay=0.8"])  # the default MLP has no layers
+    assert result.exit_code == 2 and "MLP lists none" in " ".join(result.output.split())
+    assert not runs_root.exists()  # refused by the planner: no run dir
 
 
 def test_layer_decay_trains_a_resnet_block_by_block() -> None:

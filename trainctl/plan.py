@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
@@ -15,6 +16,9 @@ from trainctl.config.compose import Composed
 from trainctl.config.schema import Config, Device
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
@@ -153,7 +157,7 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
         "use parallel=ddp (or none), or trainer.ema=null",
         checks,
     )
-    check_optimizer(cfg, checks)
+    check_optimizer(cfg, checks, lambda: build_model(cfg.model, info.spec))
     local_procs = (
         int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
     )
@@ -189,11 +193,13 @@ def resolve_device(device: Device | str) -> str:
     return name
 
 
-def check_optimizer(cfg: Config, checks: list[str]) -> None:
-    """Build the optimizer once on a dummy parameter so torch validates its settings up front."""
+def check_optimizer(cfg: Config, checks: list[str], model: Callable[[], nn.Module]) -> None:
+    """Build the optimizer once on a dummy parameter so torch validates its settings up front; per-layer
+    rates (optim.layer_decay, optim.head_lr_scale) are grouped on the model itself, which must have layers."""
     import torch
 
     from trainctl.optim import build_optimizer
+    from trainctl.optim.param_groups import param_groups
 
     if not 0.0 < cfg.optim.layer_decay <= 1.0:
         raise TrainctlError(
@@ -207,6 +213,8 @@ def check_optimizer(cfg: Config, checks: list[str]) -> None:
             where="optim.head_lr_scale",
             fix="use 1.0 for the head at optim.lr, or e.g. 10 for a head learning ten times faster",
         )
+    if cfg.optim.layer_decay != 1.0 or cfg.optim.head_lr_scale != 1.0:
+        param_groups(cfg.optim, model())  # a model without layers is a named error here, before launch
     try:
         build_optimizer(cfg.optim, [torch.nn.Parameter(torch.zeros(1))])
     except ValueError as exc:
