@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -80,10 +81,9 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     )
     info = prepare_dataset(cfg.data, download=download)
     strategy = build_strategy(cfg.parallel)
-    checks += strategy.check(cfg, world, lambda: build_model(cfg.model, info.spec))
-    checks += compression_checks(
-        cfg, info.spec, lambda: build_model(cfg.model, info.spec), strategy.owns_step
-    )
+    model = functools.cache(lambda: build_model(cfg.model, info.spec))  # built once, only if a check needs it
+    checks += strategy.check(cfg, world, model)
+    checks += compression_checks(cfg, info.spec, model, strategy.owns_step)
     for key in ("epochs", "batch_size", "grad_accum", "log_every", "eval_every", "eval_batch_size"):
         value = getattr(t, key)
         require(
@@ -157,7 +157,7 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
         "use parallel=ddp (or none), or trainer.ema=null",
         checks,
     )
-    check_optimizer(cfg, checks, lambda: build_model(cfg.model, info.spec))
+    check_optimizer(cfg, checks, model)
     local_procs = (
         int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
     )
