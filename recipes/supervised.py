@@ -23,7 +23,7 @@ from trainctl.checkpoint import (
     FORMAT,
     load_checkpoint,
     rng_state,
-    save_atomic,
+    save_checkpoint,
     seed_everything,
     set_rng_state,
 )
@@ -158,9 +158,12 @@ class SupervisedRecipe:
             loss, stop = self.strategy.reduce_step(loss, self.ctx.stop.requested)  # every rank agrees
             self.position = Position(epoch, batch + 1, self.position.step + 1)
             if not math.isfinite(loss):
+                last = self.ctx.run.checkpoint("last")
                 raise RunFailed(
                     f"the loss became {loss} at step {self.position.step} (epoch {epoch + 1})",
-                    where=f"last good checkpoint: {self.ctx.run.checkpoint('last')}",
+                    where=f"last good checkpoint: {last}"
+                    if last.exists()
+                    else "no checkpoint was written: the loss diverged before the first one",
                     fix="lower optim.lr, set trainer.grad_clip, or check the data",
                 )
             window_loss += loss
@@ -311,7 +314,8 @@ class SupervisedRecipe:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, tag: str) -> None:
-        """Every rank contributes (sharded state, RNG); rank 0 writes <tag>.pt atomically."""
+        """Every rank contributes (sharded state, RNG); rank 0 writes <tag>.pt atomically, with the
+        manifest that every load verifies, and keeps the trainer.keep_checkpoints newest `last` ones."""
         folder = self.ctx.run.checkpoints
         entries = self.strategy.checkpoint_state(self.model, self.optimizer, folder, tag, self.position.step)
         rngs = gather_to_rank0(rng_state())
@@ -331,11 +335,13 @@ class SupervisedRecipe:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "grad_scaler": self.precision.state_dict(),
         }
-        save_atomic(state, self.ctx.run.checkpoint(tag))
-        self.strategy.checkpoint_written(folder, tag, state)
+        keep = self.trainer.keep_checkpoints if tag == "last" else 1
+        parts = self.strategy.checkpoint_parts(state)
+        save_checkpoint(state, folder, tag, self.position.step, parts=parts, keep=keep)
 
     def load_checkpoint(self, path: Path) -> None:
-        state = load_checkpoint(path)  # `trainctl train --resume` has refused incompatible changes
+        # verified against its manifest; `trainctl train --resume` has refused incompatible changes
+        state = load_checkpoint(path, note=lambda text: self.ctx.message(text, "warning"))
         if state["world_size"] != self.ctx.world_size:
             raise TrainctlError(
                 f"the checkpoint has {state['world_size']} rank(s), this run {self.ctx.world_size}",

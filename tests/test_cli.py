@@ -48,7 +48,7 @@ def test_every_command_help_shows_an_example(command: list[str]) -> None:
         (["trainer.device=gpu"], "expected one of [auto, cpu, cuda]"),
         (["model.hidden=[512,"], "malformed override"),
         (["model=linear", "model.hidden=[3]"], "unknown config key 'model.hidden'"),
-        (["trainer.batch_size=0"], "trainer.batch_size must be at least 1"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0 is outside [1, inf)"),
         (["optim.lr=-1"], "invalid optimizer settings"),
         (["optim.lr=1e-3,1e-2"], "is a sweep"),
     ],

@@ -64,8 +64,8 @@ def test_a_student_trains_from_its_teacher_on_two_ddp_ranks(digits_teacher: Path
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (["distill.alpha=1.5"], "distill.alpha must be in [0, 1]"),
-        (["distill.temperature=0"], "distill.temperature must be above 0"),
+        (["distill.alpha=1.5"], "distill.alpha=1.5 is outside [0, 1]"),
+        (["distill.temperature=0"], "distill.temperature=0.0 is outside (0, inf)"),
         (["distill.checkpoint=middle"], "has no middle checkpoint"),
         (["parallel=pipeline", "launcher.nproc=2"], "distillation needs the recipe's loss"),
     ],

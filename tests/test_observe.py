@@ -100,12 +100,12 @@ def test_runs_ls_shows_status_metric_parent_and_catches_dead_running_runs(runs_r
     )
     listed = find_runs(runs_root)
     assert [r.path for r in listed] == [child, finished, crashed]  # newest first
-    assert [r.status for r in listed] == ["finished", "finished", "lost"]
+    assert [r.status for r in listed] == ["finished", "finished", "stale"]
     assert listed[0].parent == "mlp_digits/" + finished.name and listed[0].metric == "rmse"
     result = runner.invoke(app, ["runs", "ls", "--preset", "mlp_digits"])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "linreg" not in result.output
-    assert "lost" in runner.invoke(app, ["runs", "ls"]).output
+    assert "stale" in runner.invoke(app, ["runs", "ls"]).output
 
 
 def test_profile_records_a_trace_and_reports_top_operators() -> None:

@@ -92,7 +92,7 @@ def test_bad_layer_rates_are_refused_before_launch(runs_root: Path) -> None:
     result = CliRunner().invoke(app, ["train", "optim.layer_decay=1.5", "--dry-run"])
     assert result.exit_code == 2 and "optim.layer_decay=1.5 is outside (0, 1]" in result.output
     result = CliRunner().invoke(app, ["train", "optim.head_lr_scale=0"])
-    assert result.exit_code == 2 and "optim.head_lr_scale=0.0 must be positive" in result.output
+    assert result.exit_code == 2 and "optim.head_lr_scale=0.0 is outside (0, inf)" in result.output
     result = CliRunner().invoke(app, ["train", "optim.layer_decay=0.8"])  # the default MLP has no layers
     assert result.exit_code == 2 and "MLP lists none" in " ".join(result.output.split())
     assert not runs_root.exists()  # refused by the planner: no run dir

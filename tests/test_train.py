@@ -87,9 +87,9 @@ def test_two_epochs_plus_resume_equals_four_straight(runs_root: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("trainer.epochs=3", "cannot be stretched"),
-        ("model.hidden=[8]", "'model' cannot change"),
-        ("trainer.batch_size=32", "'trainer.batch_size' cannot change"),
+        ("trainer.epochs=3", "trainer.epochs  1 -> 3  (a one-cycle schedule spans the epochs it was"),
+        ("model.hidden=[8]", "model.hidden  [256] -> [8]"),
+        ("trainer.batch_size=32", "trainer.batch_size  64 -> 32"),
     ],
 )
 def test_resume_refuses_changes_that_break_the_checkpoint(

@@ -312,7 +312,7 @@ def test_fp16_on_cpu_is_refused_before_anything_is_written(runs_root: Path) -> N
 
 def test_bad_ema_decay_is_refused(runs_root: Path) -> None:
     result = runner.invoke(app, ["train", "trainer.ema=1.5"])
-    assert result.exit_code == 2 and "must be in (0, 1)" in result.output
+    assert result.exit_code == 2 and "trainer.ema=1.5 is outside (0, 1)" in result.output
 
 
 def test_checkpoint_file_is_plain_data(tiny_cifar: Path, runs_root: Path) -> None:

@@ -42,14 +42,20 @@ OVERRIDES = typer.Argument(
 
 
 def user_errors(command: F) -> F:
-    """Print a TrainctlError on one screen (no traceback) and exit with its code."""
+    """Print a TrainctlError (or a full or read-only disk) on one screen, no traceback; exit with its code."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except TrainctlError as exc:
+        except (TrainctlError, OSError) as caught:
             from rich.console import Console
+
+            from trainctl.disk import disk_error
+
+            exc = caught if isinstance(caught, TrainctlError) else disk_error(caught)
+            if exc is None:  # not about the disk: a bug, with its traceback
+                raise
             from rich.markup import escape
 
             console = Console(stderr=True, soft_wrap=True)

@@ -10,6 +10,7 @@ class TrainctlError(Exception):
     """A problem the user can fix; the CLI prints it on one screen and exits with `exit_code`."""
 
     exit_code = 2
+    status = "failed"  # how a run that ends with this error ends, in its run.json
 
     def __init__(self, what: str, *, where: str | None = None, fix: str | None = None) -> None:
         super().__init__(what)
@@ -36,6 +37,7 @@ class RunInterrupted(TrainctlError):
     """The user stopped the run; a checkpoint was written and the run can be resumed."""
 
     exit_code = 130
+    status = "interrupted"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +11,9 @@ from typing import Any
 
 import yaml
 
+from trainctl.run_lock import LockOwner, read_owner
 from trainctl.runs import RunDir
 
-STALE_AFTER_S = 600.0  # a running run whose heartbeat is older than this (on another host) is lost
 SWEEPS = "sweeps"
 
 
@@ -26,7 +24,7 @@ class RunSummary:
     path: Path
     id: str
     preset: str
-    status: str  # running, finished, failed, interrupted, created, or lost (the process is gone)
+    status: str  # created, running, finished, failed, interrupted, killed, disk full, stalled, or stale
     metric: str | None
     value: float | None
     seconds: float | None
@@ -68,28 +66,23 @@ def parse_time(text: str | None) -> float | None:
         return None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def effective_status(meta: dict[str, Any], now: float) -> tuple[str, str]:
-    """run.json's status, unless it says running and its process is gone: then `lost`, with why."""
+def effective_status(run: RunDir, meta: dict[str, Any], now: float) -> tuple[str, str]:
+    """run.json's status, unless it says running and no live process holds the run: then `stale`, with
+    why (its lock's process is gone or silent; a run without a lock: its recorded pid or heartbeat)."""
     status = str(meta.get("status", "unknown"))
     if status != "running":
         return status, ""
-    pid, host = meta.get("pid"), meta.get("host")
-    if isinstance(pid, int) and host == socket.gethostname() and not pid_alive(pid):
-        return "lost", f"process {pid} is gone"
-    beat = parse_time(meta.get("heartbeat")) or parse_time(meta.get("created"))
-    if host != socket.gethostname() and beat is not None and now - beat > STALE_AFTER_S:
-        return "lost", f"no heartbeat from {host} for {(now - beat) / 60:.0f} min"
-    return status, ""
+    owner = read_owner(run)
+    if owner is None:  # the lock is gone, yet run.json was never told how the run ended
+        owner = LockOwner(
+            pid=int(meta.get("pid") or -1),
+            host=str(meta.get("host", "")),
+            command="",
+            started=str(meta.get("created", "")),
+            heartbeat=parse_time(meta.get("heartbeat")) or parse_time(meta.get("created")) or 0.0,
+        )
+    why = owner.stale_because(now)
+    return ("stale", why) if why else (status, "")
 
 
 def summarize(path: Path, now: float | None = None) -> RunSummary:
@@ -97,7 +90,7 @@ def summarize(path: Path, now: float | None = None) -> RunSummary:
     now = time.time() if now is None else now
     run = RunDir(path)
     meta = run.read_meta()
-    status, note = effective_status(meta, now)
+    status, note = effective_status(run, meta, now)
     monitor = None
     if run.config_file.is_file():
         config = yaml.safe_load(run.config_file.read_text()) or {}
@@ -106,7 +99,7 @@ def summarize(path: Path, now: float | None = None) -> RunSummary:
     started = parse_time(meta.get("created"))
     if status == "running":
         ended: float | None = now
-    elif status == "lost":
+    elif status == "stale":
         ended = parse_time(meta.get("heartbeat"))
     else:
         ended = parse_time(meta.get("ended"))

@@ -64,9 +64,12 @@ class RunDir:
     def update_meta(self, **fields: Any) -> None:
         """Merge `fields` into run.json, atomically."""
         meta = self.read_meta() | fields
-        tmp = self.meta_file.with_name(".run.json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, self.meta_file)
+        tmp = self.meta_file.with_name(f".run.json.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            os.replace(tmp, self.meta_file)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def record_run(run: RunDir, tree: dict[str, Any], overrides: list[str], preset: str) -> None:
@@ -91,7 +94,7 @@ def default_runs_root() -> Path:
 
 
 def create_run_dir(root: Path, name: str) -> RunDir:
-    """A new, empty run directory <root>/<name>/<timestamp>[-N] and `latest` pointing at it."""
+    """A new, empty run directory <root>/<name>/<timestamp>[-N] (`latest` moves to it once it starts)."""
     parent = root / name
     parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime(TIMESTAMP)
@@ -102,7 +105,6 @@ def create_run_dir(root: Path, name: str) -> RunDir:
         except FileExistsError:
             continue
         (path / "checkpoints").mkdir()
-        point_latest(root, path)
         return RunDir(path)
     raise TrainctlError(f"cannot create a run directory under {parent}")
 
@@ -110,7 +112,6 @@ def create_run_dir(root: Path, name: str) -> RunDir:
 def named_run_dir(path: Path) -> RunDir:
     """A run directory whose name was agreed in advance (a multi-node run id, $TRAINCTL_RUN_DIR)."""
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    point_latest(path.parent.parent, path)
     return RunDir(path)
 
 
@@ -119,8 +120,11 @@ def point_latest(root: Path, path: Path) -> None:
     link = root / LATEST
     tmp = root / f".{LATEST}.{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(path.relative_to(root))
-    os.replace(tmp, link)
+    try:
+        tmp.symlink_to(path.relative_to(root))
+        os.replace(tmp, link)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_run(arg: str, root: Path) -> RunDir:

@@ -4,9 +4,7 @@ the recipe runs."""
 from __future__ import annotations
 
 import importlib
-import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -77,19 +75,29 @@ class WorkerContext:
         self.reporter.emit(Message(text, level, rank=self.rank))
 
 
-def default_sinks(run: RunDir, rank: int, console: bool, loggers: Sequence[Logger | str] = ()) -> list[Sink]:
-    """Rank 0 writes metrics.jsonl, train.log, the run's heartbeat and the configured loggers (and
-    prints, in a one-process run); a launched rank also keeps logs/rank<N>.events.jsonl, which the
-    parent's live view reads, and logs/rank<N>.log."""
+def default_sinks(
+    run: RunDir, plan: Plan, rank: int, restart: int, console: bool, loggers: Sequence[Logger | str] = ()
+) -> list[Sink]:
+    """Rank 0 writes metrics.jsonl, train.log, the run's heartbeat and the configured loggers, opened
+    when the run starts (RunFiles), and prints in a one-process run; a launched rank also keeps
+    logs/rank<N>.events.jsonl, which the parent's live view reads, and logs/rank<N>.log."""
     from trainctl.observe.console import ConsoleView
     from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
     from trainctl.observe.heartbeat import Heartbeat
     from trainctl.observe.loggers import logger_sinks
+    from trainctl.run_lifecycle import RunFiles
+
+    def run_files() -> list[Sink]:
+        return [
+            JsonlMetrics(run.metrics_file),
+            TextLog(run.log_file),
+            Heartbeat(run),
+            *logger_sinks(loggers, run),
+        ]
 
     sinks: list[Sink] = []
     if rank == 0:
-        sinks += [JsonlMetrics(run.metrics_file), TextLog(run.log_file), Heartbeat(run)]
-        sinks += logger_sinks(loggers, run)
+        sinks.append(RunFiles(run, plan, restart, run_files))
         if console:
             sinks.insert(0, ConsoleView())
     if not console:
@@ -107,23 +115,45 @@ def run_worker(
     console: bool = True,
     sinks: list[Sink] | None = None,
 ) -> dict[str, Any]:
-    """Run the plan's recipe as `rank`; rank 0 records the run's status in run.json."""
-    cfg = plan.config
+    """Run the plan's recipe as `rank`; rank 0 holds the run's lock and records how the run ends."""
+    from trainctl.run_lifecycle import hold_in_worker
+
     assert plan.run_dir is not None, "the run directory is decided before launch"
     run = RunDir(plan.run_dir)
+    if rank != 0:
+        return run_recipe(plan, run, rank, world_size, local_rank, restart, console, sinks)
+    with hold_in_worker(run, note=lambda text: print(f"note: {text}", flush=True)):  # before any write
+        record_run(run, plan.tree, plan.overrides, plan.config.preset)  # once: a no-op when the parent did it
+        return run_recipe(plan, run, rank, world_size, local_rank, restart, console, sinks)
+
+
+def run_recipe(
+    plan: Plan,
+    run: RunDir,
+    rank: int,
+    world_size: int,
+    local_rank: int,
+    restart: int,
+    console: bool,
+    sinks: list[Sink] | None,
+) -> dict[str, Any]:
+    from trainctl.disk import disk_error
+    from trainctl.run_lifecycle import ending_status, record_end
+
+    cfg = plan.config
     torch.set_num_threads(plan.threads_per_worker)
     device = torch.device("cuda", local_rank) if plan.device == "cuda" else torch.device("cpu")
     strategy = build_strategy(cfg.parallel)
     strategy.setup(rank, world_size, device)
     resume_from = plan.resume_from
-    if restart > 0 and run.checkpoint("last").is_file():  # the elastic agent restarted us after a failure
+    if restart > 0 and run.checkpoint("last").exists():  # the elastic agent restarted us after a failure
         resume_from = run.checkpoint("last")
-    if rank == 0:
-        record_run(run, plan.tree, plan.overrides, cfg.preset)  # once: a no-op when the parent did it
-        run.update_meta(status="running", restarts=restart, pid=os.getpid(), host=socket.gethostname())
-    reporter = Reporter(default_sinks(run, rank, console, cfg.logger) if sinks is None else sinks)
+    reporter = Reporter(
+        default_sinks(run, plan, rank, restart, console, cfg.logger) if sinks is None else sinks
+    )
     recipe = importlib.import_module(f"recipes.{cfg.recipe}")
-    status, summary = "failed", {}
+    ending: BaseException | None = None
+    summary: dict[str, Any] = {}
     with StopFlag() as stop:
         ctx = WorkerContext(
             run=run,
@@ -140,16 +170,25 @@ def run_worker(
             ctx.message(f"restart {restart}: resuming from {resume_from or 'the start'}", "warning")
         try:
             summary = recipe.main(cfg, ctx)
-            status = "finished"
             return summary
         except RunInterrupted as exc:
-            status, summary = "interrupted", {"stopped": exc.what, "run dir": str(run.path)}
+            ending, summary = exc, {"stopped": exc.what, "run dir": str(run.path)}
             raise
-        except Exception as exc:
-            summary = {"error": str(exc).splitlines()[0], "run dir": str(run.path)}
+        except OSError as exc:  # a full or read-only disk is the user's to fix: one screen, exit 2
+            ending, summary = exc, {"error": str(exc).splitlines()[0], "run dir": str(run.path)}
+            error = disk_error(exc)
+            if error is None:
+                raise
+            raise error from None
+        except BaseException as exc:
+            ending, summary = (
+                exc,
+                {"error": (str(exc).splitlines() or [type(exc).__name__])[0], "run dir": str(run.path)},
+            )
             raise
         finally:
+            status = ending_status(ending)
             reporter.emit(RunEnd(status, summary, rank=rank))
             reporter.close()
             if rank == 0:
-                run.update_meta(status=status, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                record_end(run, plan, status)

@@ -76,9 +76,13 @@ def compress(
 ) -> str:
     """Compress a run into a new run; print and save its report card; return the new run's path."""
     from trainctl.compress.job import compress_run, load_run
+    from trainctl.run_lock import refuse_if_in_use
+    from trainctl.runs import default_runs_root, resolve_run
 
     console = console or Console(soft_wrap=True)
-    parent = load_run(target, "best" if best else "last")
+    run = resolve_run(target, default_runs_root())
+    refuse_if_in_use(run, "compress it")  # its checkpoint would be a mid-training one, and `latest` taken
+    parent = load_run(run, "best" if best else "last")
     steps = pass_steps(
         parent.model,
         quantize=quantize,

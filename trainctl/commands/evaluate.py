@@ -8,9 +8,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from trainctl.commands.notes import note, note_if_running
 from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
-from trainctl.runs import default_runs_root, resolve_run
+from trainctl.runs import RunDir, default_runs_root, resolve_run
 
 
 def locate_checkpoint(target: str, tag: str) -> Path:
@@ -19,8 +20,12 @@ def locate_checkpoint(target: str, tag: str) -> Path:
     if path.suffix == ".pt":
         if not path.is_file():
             raise TrainctlError(f"checkpoint not found: {path}")
+        if path.resolve().parent.name == "checkpoints":
+            note_if_running(RunDir(path.resolve().parent.parent))
         return path
-    checkpoint = resolve_run(target, default_runs_root()).checkpoint(tag)
+    run = resolve_run(target, default_runs_root())
+    note_if_running(run)
+    checkpoint = run.checkpoint(tag)
     if not checkpoint.is_file():
         raise TrainctlError(
             f"the run has no {tag} checkpoint: {checkpoint}",
@@ -41,7 +46,7 @@ def evaluate_checkpoint(target: str, overrides: Sequence[str], *, tag: str = "la
     from trainctl.precision import MixedPrecision
 
     checkpoint = locate_checkpoint(target, tag)
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint, note=note)
     cfg = compose(overrides, base=OmegaConf.create(state["config"])).config
     data = load_dataset(cfg.data)
     model, device = inference_model(cfg, data, state, torch.device(resolve_device(cfg.trainer.device)))

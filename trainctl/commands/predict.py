@@ -41,13 +41,14 @@ def predict(target: str, texts: Sequence[str], *, tag: str = "last") -> list[Pre
     import torch
 
     from trainctl.checkpoint import load_checkpoint
+    from trainctl.commands.notes import note
     from trainctl.data import load_dataset
     from trainctl.inference import inference_model, inference_precision
     from trainctl.plan import resolve_device
     from trainctl.precision import MixedPrecision
 
     checkpoint = locate_checkpoint(target, tag)
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint, note=note)
     cfg = compose([], base=OmegaConf.create(state["config"])).config
     data = load_dataset(cfg.data)  # the tokenizer and class names, from the run's own data config
     if data.encode is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from trainctl.commands.notes import note_if_running
 from trainctl.errors import TrainctlError
 from trainctl.observe.plots import Figure, Series, draw
 from trainctl.run_index import RunSummary, format_duration, format_metric, read_metrics, summarize
@@ -48,6 +49,7 @@ def expand_targets(targets: Sequence[str], root: Path) -> list[RunDir]:
             runs += [RunDir(job.resolve()) for job in jobs if (job / "config.yaml").is_file()]
             continue
         runs.append(resolve_run(target, root))
+        note_if_running(runs[-1])
     if not runs:
         raise TrainctlError("no runs to report on", fix="give run directories, 'latest' or a sweep directory")
     return list(dict.fromkeys(runs))

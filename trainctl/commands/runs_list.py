@@ -14,7 +14,10 @@ STATUS_STYLE = {
     "finished": "green",
     "failed": "red",
     "interrupted": "yellow",
-    "lost": "red",
+    "stale": "red",
+    "killed": "red",
+    "disk full": "red",
+    "stalled": "red",
     "running": "cyan",
 }
 

@@ -3,71 +3,51 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import OmegaConf
-from rich.console import Console
 
+from trainctl.commands.notes import note
 from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
 from trainctl.launch.env import TorchrunEnv
 from trainctl.plan import Plan, make_plan
+from trainctl.run_lifecycle import owning
 from trainctl.runs import RunDir, create_run_dir, default_runs_root, named_run_dir, record_run, resolve_run
-
-FIXED_ON_RESUME = (
-    "model",
-    "data",
-    "trainer.batch_size",
-    "trainer.grad_accum",
-    "trainer.seed",
-    "recipe",
-    "parallel",
-)
-
-
-def lookup(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree[part]
-    return tree
-
-
-def check_resumable(saved: dict[str, Any], new: dict[str, Any]) -> None:
-    """Refuse changes that would make the checkpoint mean something else."""
-    for key in FIXED_ON_RESUME:
-        if lookup(saved, key) != lookup(new, key):
-            raise TrainctlError(f"'{key}' cannot change when resuming", fix="start a new run for that change")
-    schedule = new["trainer"]["schedule"]
-    if schedule == "onecycle" and saved["trainer"]["epochs"] != new["trainer"]["epochs"]:
-        raise TrainctlError(
-            f"a one-cycle schedule planned over {saved['trainer']['epochs']} epochs cannot be stretched "
-            f"to {new['trainer']['epochs']}",
-            fix="resume with the original trainer.epochs, or train with another trainer.schedule",
-        )
 
 
 def plan_resume(target: str, overrides: Sequence[str], download: bool) -> tuple[Plan, RunDir]:
-    """Plan the continuation of a run from its saved config and last checkpoint."""
+    """Plan the continuation of a run (RUN_DIR, `latest`, or one of its checkpoint files) from its saved
+    config: the checkpoint verified, the overrides checked (nothing is written here)."""
+    from trainctl.checkpoint import load_checkpoint
+    from trainctl.config.resume import check_resume
+
     run = resolve_run(target, default_runs_root())
-    if run.read_meta().get("parent"):  # issue 5: a compressed run holds a model, not a training state
+    if run.read_meta().get("parent"):  # a compressed run holds a model, not a training state
         raise TrainctlError(
             "a compressed run cannot be resumed: it has no optimizer or position to continue from",
             where=str(run.path),
             fix=f"resume its parent ({run.read_meta()['parent']}), or compress again",
         )
-    if not run.checkpoint("last").is_file():
+    checkpoint = Path(target) if Path(target).suffix == ".pt" else run.checkpoint("last")
+    if not checkpoint.exists():
         raise TrainctlError(
-            f"the run has no checkpoint to resume from: {run.checkpoint('last')}",
+            f"the run has no checkpoint to resume from: {checkpoint}",
             fix="start a new run instead",
         )
+    load_checkpoint(checkpoint, note=note)  # verified against its manifest and readable, before any write
     saved = OmegaConf.load(run.config_file)
     plan = make_plan(compose(overrides, base=saved), download=download)
-    check_resumable(OmegaConf.to_container(saved, resolve=True), plan.tree)
+    changes = check_resume(OmegaConf.to_container(saved, resolve=True), plan.tree, str(run.path))
     plan.run_dir = run.path
-    plan.resume_from = run.checkpoint("last")
+    plan.resume_from = checkpoint
+    plan.resume_record = {
+        "overrides": list(plan.overrides),
+        "changed": {key: list(values) for key, values in sorted(changes.items())},
+        "checkpoint": checkpoint.resolve().name,
+    }
     return plan, run
 
 
@@ -100,8 +80,8 @@ def train(
     else:
         plan, run = make_plan(compose(overrides, config_file=config_file), download=not dry_run), None
     launcher = build_launcher(plan.config.launcher)
-    for note in plan.notes:
-        Console(stderr=True).print(f"[yellow]note:[/] {note}")
+    for text in plan.notes:
+        note(text)
     if dry_run:
         print_plan(plan, launcher.describe(plan))
         return {}
@@ -109,20 +89,12 @@ def train(
         run = decide_run_dir(plan)
         if run.checkpoint("last").is_file():  # a requeued or restarted multi-node job: continue it
             plan.resume_from = run.checkpoint("last")
-    else:  # resuming: the config may have new values (e.g. more epochs)
-        run.config_file.write_text(yaml.safe_dump(plan.tree, sort_keys=False))
-        meta = run.read_meta()
-        run.update_meta(
-            resumes=[
-                *meta.get("resumes", []),
-                {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": list(plan.overrides)},
-            ]
-        )
     plan.run_dir = run.path
-    if plan.config.launcher.name != "multinode":  # one parent: it writes the run's files
-        record_run(run, plan.tree, plan.overrides, plan.config.preset)
-    launcher.setup(plan)
-    return launcher.launch(plan)
+    with owning(run, plan, note):  # the run's lock; a resume's changes are written when it starts
+        if plan.config.launcher.name != "multinode":  # one parent: it writes the run's files
+            record_run(run, plan.tree, plan.overrides, plan.config.preset)
+        launcher.setup(plan)
+        return launcher.launch(plan)
 
 
 def train_as_torchrun_worker(

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from trainctl.config.ranges import check_ranges
 from trainctl.config.schema import CompressConfig, Config
 from trainctl.data.types import DataBundle
 from trainctl.errors import TrainctlError
@@ -118,7 +119,7 @@ def typed_pass_config(cfg: Any) -> Any:
         )
     schema = PASSES.get(str(name)).schema
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as exc:
         fields = ", ".join(f.name for f in dataclasses.fields(schema))
         raise TrainctlError(
@@ -126,6 +127,8 @@ def typed_pass_config(cfg: Any) -> Any:
             where=str(OmegaConf.to_container(node)),
             fix=f"its keys: {fields}",
         ) from None
+    check_ranges(typed, "compress.")
+    return typed
 
 
 def check_passes(passes: list[CompressionPass], model: nn.Module, done: list[Record]) -> None:
@@ -143,16 +146,6 @@ def check_passes(passes: list[CompressionPass], model: nn.Module, done: list[Rec
         compression.check(model)
         if compression.final:
             finished.append(compression.name)
-
-
-def check_amount(amount: float, key: str) -> None:
-    """A pruning amount is a fraction strictly between 0 and 1."""
-    if not 0.0 < amount < 1.0:
-        raise TrainctlError(
-            f"{key} must be a fraction between 0 and 1 (exclusive), got {amount}",
-            where=key,
-            fix="e.g. 0.5 removes half of the weights",
-        )
 
 
 def replace(model: nn.Module, path: str, module: nn.Module) -> nn.Module:

@@ -8,6 +8,7 @@ report.md. `trainctl compress` and `trainctl train ... compress=OPTION` both end
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -24,7 +25,7 @@ import yaml
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainctl.checkpoint import FORMAT, load_checkpoint, save_atomic
+from trainctl.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from trainctl.compress import build_passes
 from trainctl.compress.base import CompressionPass, PassJob, Record, check_passes
 from trainctl.compress.report import ReportCard, measure
@@ -33,7 +34,9 @@ from trainctl.config.schema import Config
 from trainctl.data.types import DataBundle
 from trainctl.errors import TrainctlError
 from trainctl.inference import build_objective
-from trainctl.runs import RunDir, create_run_dir, default_runs_root, resolve_run
+from trainctl.run_lifecycle import ending_status
+from trainctl.run_lock import RunLock
+from trainctl.runs import RunDir, create_run_dir, default_runs_root, point_latest, resolve_run
 from trainctl.tasks import Objective
 
 
@@ -100,7 +103,9 @@ def compress_run(
 
     tree = copy.deepcopy(parent.state["config"])
     tree["compress"] = pass_settings(passes, done)
-    child = create_run_dir(parent.run.path.parent.parent, parent.run.path.parent.name)  # beside its parent
+    root = parent.run.path.parent.parent
+    child = create_run_dir(root, parent.run.path.parent.name)  # beside its parent
+    lock = RunLock.acquire(child)
     child.config_file.write_text(yaml.safe_dump(tree, sort_keys=False))
     child.overrides_file.write_text(yaml.safe_dump([]))
     child.update_meta(
@@ -138,7 +143,7 @@ def compress_run(
             "compression": records,
             "parent": parent.id,
         }
-        save_atomic(state, child.checkpoint("last"))
+        save_checkpoint(state, child.checkpoints, "last", step=0)
         # The report card measures the model as `trainctl eval` will see it: rebuilt from the file.
         result = load_run(child, "last")
         threads = thread_count or parent.cfg.trainer.threads or torch.get_num_threads()
@@ -157,12 +162,15 @@ def compress_run(
         evaluation = {"step": 0, "epoch": 0, "split": "test", "rank": 0, "kind": "eval", **card.after.metrics}
         child.metrics_file.write_text(json.dumps(evaluation | {"time": time.time()}) + "\n")  # for `runs ls`
         child.update_meta(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        point_latest(root, child.path)  # a compressed run is the latest once it is complete
         return child, card
-    except BaseException:
-        child.update_meta(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            child.update_meta(status=ending_status(exc), ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
         raise
     finally:
         log_file.close()
+        lock.release()
 
 
 def describe_settings(settings: dict[str, Any]) -> str:

@@ -173,7 +173,7 @@ def compose_groups(
     else:
         preset = next((option for group, option in choices if group == "preset"), None) or default_preset()
         preset_path = option_file("preset", preset)
-    node = OmegaConf.load(preset_path)
+    node = load_yaml(preset_path)
     notes = drop_inapplicable(node, [(g, o) for g, o in choices if g != "preset"])
     ConfigStore.instance().store(group="preset", name=FILE_PRESET, node=node, package="_global_")
     overrides.append(f"preset={FILE_PRESET}")
@@ -213,14 +213,31 @@ def drop_inapplicable(preset: DictConfig, switched: list[tuple[str, str]]) -> li
     return notes
 
 
+def load_yaml(path: Path) -> Any:
+    """A YAML file as OmegaConf nodes; a syntax error names the file, line and column (path:line:column)."""
+    import yaml
+
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(part for part in (exc.problem, f"({exc.context})" if exc.context else "") if part)
+        raise TrainctlError(
+            f"cannot read config file: {what or 'invalid YAML'}",
+            where=where,
+            fix="fix the YAML at that line and column (a missing bracket, quote or colon is the usual cause)",
+        ) from None
+    except Exception as exc:  # an unreadable file, or YAML that OmegaConf cannot hold
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainctlError(f"cannot read config file: {first}", where=str(path)) from None
+
+
 def load_complete_config(path: Path) -> DictConfig | None:
     """A YAML file holding every section with its `name` (a saved config.yaml), else None."""
     if not path.is_file():
         raise TrainctlError(f"config file not found: {path}", fix="give the path of a YAML file")
-    try:
-        node = OmegaConf.load(path)
-    except Exception as exc:  # any YAML parse failure is a problem of the user's file
-        raise TrainctlError(f"cannot read config file: {str(exc).splitlines()[0]}", where=str(path)) from None
+    node = load_yaml(path)
     if not isinstance(node, DictConfig):
         raise TrainctlError("a config file must hold a mapping", where=str(path))
     complete = "defaults" not in node and all(

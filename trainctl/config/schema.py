@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from trainctl.config.ranges import ranged
+
 
 @dataclass
 class ComponentConfig:
@@ -46,10 +48,12 @@ class FileDataConfig(DataConfig):
 class OptimConfig(ComponentConfig):
     """Base of every `optim/` option."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    layer_decay: float = 1.0  # < 1: each layer below the head learns at layer_decay x the rate above
-    head_lr_scale: float = 1.0  # the head (what follows the last layer) learns at head_lr_scale x lr
+    lr: float = ranged(1e-3, "(0, inf)")
+    weight_decay: float = ranged(0.0, "[0, inf)")
+    # < 1: each layer below the head learns at layer_decay x the rate above
+    layer_decay: float = ranged(1.0, "(0, 1]")
+    # the head (what follows the last layer) learns at head_lr_scale x lr
+    head_lr_scale: float = ranged(1.0, "(0, inf)")
     decay_norm_and_bias: bool = True  # false: no weight decay on biases and normalisation weights
 
 
@@ -105,38 +109,45 @@ class EarlyStoppingConfig:
     """End a run whose evaluation metric stopped improving (off while patience is null)."""
 
     metric: str | None = None  # null: trainer.monitor (the task's main metric)
-    patience: int | None = None  # evaluations without an improvement before stopping; null: never stop
-    min_delta: float = 0.0  # an improvement must beat the best value by more than this
+    # evaluations without an improvement before stopping; null: never stop
+    patience: int | None = ranged(None, "[1, inf)")
+    min_delta: float = ranged(0.0, "[0, inf)")  # an improvement must beat the best value by more than this
 
 
 @dataclass
 class TrainerConfig:
     """The training loop: length, batching, schedule, evaluation, logging, seed and device."""
 
-    epochs: int = 10
-    batch_size: int = 64  # global: samples per optimizer step over all ranks and accumulation steps
-    grad_accum: int = 1
-    grad_clip: float | None = None  # max global grad norm; null disables clipping
+    epochs: int = ranged(10, "[1, inf)")
+    # global: samples per optimizer step over all ranks and accumulation steps
+    batch_size: int = ranged(64, "[1, inf)")
+    grad_accum: int = ranged(1, "[1, inf)")
+    grad_clip: float | None = ranged(None, "(0, inf)")  # max global grad norm; null disables clipping
     schedule: Schedule = Schedule.constant
-    warmup_ratio: float = 0.0  # fraction of all steps spent warming up linearly (cosine, linear, constant)
-    step_size: int = 1  # step schedule: epochs between decays
-    gamma: float = 0.1  # step schedule: decay factor
-    pct_start: float = 0.25  # onecycle: fraction of steps rising to optim.lr
-    min_lr: float = 0.0  # cosine/linear: final learning rate
-    label_smoothing: float = 0.0
-    eval_every: int = 1  # epochs between evaluations (the last epoch always evaluates)
-    eval_batch_size: int = 1024
-    log_every: int = 10  # optimizer steps between logged metrics
-    seed: int = 0
+    # fraction of all steps spent warming up linearly (cosine, linear, constant)
+    warmup_ratio: float = ranged(0.0, "[0, 1)")
+    step_size: int = ranged(1, "[1, inf)")  # step schedule: epochs between decays
+    gamma: float = ranged(0.1, "(0, inf)")  # step schedule: decay factor
+    pct_start: float = ranged(0.25, "(0, 1)")  # onecycle: fraction of steps rising to optim.lr
+    min_lr: float = ranged(0.0, "[0, inf)")  # cosine/linear: final learning rate
+    label_smoothing: float = ranged(0.0, "[0, 1)")
+    eval_every: int = ranged(1, "[1, inf)")  # epochs between evaluations (the last epoch always evaluates)
+    eval_batch_size: int = ranged(1024, "[1, inf)")
+    log_every: int = ranged(10, "[1, inf)")  # optimizer steps between logged metrics
+    seed: int = ranged(0, "[0, inf)")
     device: Device = Device.auto
-    threads: int | None = None  # torch intra-op threads; null keeps torch's default
+    threads: int | None = ranged(None, "[1, inf)")  # torch intra-op threads; null keeps torch's default
     monitor: str | None = None  # metric that picks best.pt; null: the task's main metric
-    max_steps: int | None = None  # stop after this many optimizer steps; the schedule still spans `epochs`
+    # stop after this many optimizer steps; the schedule still spans `epochs`
+    max_steps: int | None = ranged(None, "[1, inf)")
+    # last.pt and the keep_checkpoints - 1 checkpoints before it stay on disk, verified fall-backs
+    keep_checkpoints: int = ranged(2, "[1, inf)")
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     profile: bool = False  # record a torch.profiler trace of a few steps into <run>/profile/
     precision: Precision = Precision.fp32
     class_weights: ClassWeights = ClassWeights.none
-    ema: float | None = None  # decay of an exponential moving average of the weights, evaluated instead
+    # decay of an exponential moving average of the weights, evaluated instead
+    ema: float | None = ranged(None, "(0, 1)")
 
 
 @dataclass
@@ -144,8 +155,10 @@ class DistillConfig:
     """Knowledge distillation (Hinton et al. 2015): also learn a teacher run's softened predictions."""
 
     teacher: str | None = None  # RUN_DIR or 'latest' (resolved when composed); null: no distillation
-    temperature: float = 4.0  # softens both distributions; the soft term is scaled by temperature^2
-    alpha: float = 0.9  # weight of the soft-target term; 1 - alpha weighs the loss on the labels
+    # softens both distributions; the soft term is scaled by temperature^2
+    temperature: float = ranged(4.0, "(0, inf)")
+    # weight of the soft-target term; 1 - alpha weighs the loss on the labels
+    alpha: float = ranged(0.9, "[0, 1]")
     checkpoint: str = "last"  # the teacher's checkpoint: last or best
 
 

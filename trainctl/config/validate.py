@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from trainctl.config.ranges import check_ranges
 from trainctl.config.schema import Config, DistillConfig, RunConfig, TrainerConfig
 from trainctl.errors import TrainctlError, suggestion
 
@@ -112,7 +113,9 @@ def to_config(tree: DictConfig) -> tuple[Config, DictConfig]:
     if teacher:  # a fixed path now: `latest` would point at the student's own run once it starts
         path = Path(tree.run.root) / "latest" if teacher == "latest" else Path(teacher).expanduser()
         tree.distill.teacher = str(path.resolve())
-    return OmegaConf.to_object(tree), tree
+    config = OmegaConf.to_object(tree)
+    check_ranges(config)  # every value within the range its schema declares, before anything is written
+    return config, tree
 
 
 def friendly_error(exc: OmegaConfBaseException, section: str, schema: type, origin: str) -> TrainctlError:

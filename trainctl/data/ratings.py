@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import FileDataConfig
 from trainctl.data.movielens import MIRRORS
 from trainctl.errors import TrainctlError
@@ -46,10 +47,11 @@ class RatingsConfig(FileDataConfig):
     header: bool = True
     titles_path: str | None = None  # csv format: a file with item_column and title_column (relative: beside)
     title_column: str = "title"
-    test_fraction: float = 0.25  # random split of the ratings (when folds = 0)
-    folds: int = 0  # k > 1: k random folds (as Surprise's KFold); fold `fold` is the test split
-    fold: int = 0
-    split_seed: int = 0  # the split is fixed by this seed, not by trainer.seed
+    test_fraction: float = ranged(0.25, "(0, 1)")  # random split of the ratings (when folds = 0)
+    # k > 1: k random folds (as Surprise's KFold); fold `fold` is the test split
+    folds: int = ranged(0, "[0, inf)")
+    fold: int = ranged(0, "[0, inf)")
+    split_seed: int = ranged(0, "[0, inf)")  # the split is fixed by this seed, not by trainer.seed
     mirrors: list[str] = field(default_factory=lambda: list(MIRRORS))
 
 
@@ -232,10 +234,7 @@ def read_ratings(source: Source) -> Ratings:
         )
     raw_users, raw_items, values = read_columns(source.ratings_file, source.columns)
     if not np.isfinite(values).all():
-        bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise TrainctlError(
-            f"rating number {bad + 1} is not a number", where=str(source.ratings_file), fix="fix the file"
-        )
+        raise bad_rating(source.ratings_file, source.columns)
     user_ids, users = np.unique(raw_users, return_inverse=True)
     item_ids, items = np.unique(raw_items, return_inverse=True)
     users, items = users.astype(np.int64).ravel(), items.astype(np.int64).ravel()
@@ -263,14 +262,37 @@ def read_columns(path: Path, columns: Columns) -> tuple[np.ndarray, np.ndarray, 
             ndmin=2,
             encoding="utf-8",
         )
-        values = table[:, 2].astype(np.float32)
     except (ValueError, IndexError) as exc:
         raise TrainctlError(
             f"cannot read the ratings: {str(exc).splitlines()[0]}",
             where=str(path),
             fix=f"every row needs user, item and rating columns separated by {columns.delimiter!r}",
         ) from None
+    try:
+        values = table[:, 2].astype(np.float32)
+    except ValueError:
+        raise bad_rating(path, columns) from None
     return as_ids(table[:, 0]), as_ids(table[:, 1]), values
+
+
+def bad_rating(path: Path, columns: Columns) -> TrainctlError:
+    """The error for the first rating of the file that is not a finite number, naming its line."""
+    position = column_positions(path, columns)[2]
+    with path.open(encoding="utf-8", newline="") as f:
+        for number, row in enumerate(csv.reader(f, delimiter=columns.delimiter), start=1):
+            if (columns.header and number == 1) or not row or len(row) <= position:
+                continue
+            try:
+                ok = np.isfinite(float(row[position]))
+            except ValueError:
+                ok = False
+            if not ok:
+                return TrainctlError(
+                    f"line {number}: the rating {row[position].strip()!r} is not a number",
+                    where=f"{path}:{number}",
+                    fix="fix or delete that line",
+                )
+    return TrainctlError("a rating is not a number", where=str(path), fix="fix the file")
 
 
 def column_positions(path: Path, columns: Columns) -> tuple[int, int, int]:

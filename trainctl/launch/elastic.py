@@ -104,18 +104,21 @@ def failure(run: RunDir, exc: Any) -> TrainctlError:
         data = json.loads(reported.read_text())
         kind = {"RunInterrupted": RunInterrupted, "RunFailed": RunFailed}.get(data["type"], TrainctlError)
         return kind(data["what"], where=data["where"], fix=data["fix"])
+    code = exc.failures[rank].exitcode if rank in exc.failures else 0
     if rank in exc.failures:
-        code = exc.failures[rank].exitcode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     else:
         how = "stopped without reporting (killed or crashed)"
     log = rank_log(run, rank)
     tail = log.read_text(errors="replace").splitlines()[-TAIL_LINES:] if log.is_file() else []
-    return RunFailed(
+    error = RunFailed(
         f"rank {rank} {how}; every rank was stopped. Last lines of its log:\n" + "\n".join(tail),
         where=str(log),
         fix="read the rank's log; with launcher.max_restarts>0 the job restarts from its last checkpoint",
     )
+    # how the run ends in run.json: a rank that stopped without a word was stopped by a signal
+    error.status = "killed" if code < 0 or rank not in exc.failures else "failed"
+    return error
 
 
 def ranks_seen(run: RunDir) -> list[int]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import LauncherConfig
 from trainctl.errors import TrainctlError
 from trainctl.launch import LAUNCHERS
@@ -20,8 +21,9 @@ class StartMethod(str, Enum):
 
 @dataclass
 class LocalConfig(LauncherConfig):
-    nproc: int = 1
-    max_restarts: int = 0  # restarts of all workers, from the last checkpoint, after a failure
+    nproc: int = ranged(1, "[1, inf)")
+    # restarts of all workers, from the last checkpoint, after a failure
+    max_restarts: int = ranged(0, "[0, inf)")
     start_method: StartMethod = StartMethod.fork
 
 

@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import LauncherConfig
 from trainctl.errors import TrainctlError
 from trainctl.launch import LAUNCHERS
@@ -15,12 +16,12 @@ from trainctl.plan import Plan
 
 @dataclass
 class MultinodeConfig(LauncherConfig):
-    nnodes: int = 2
-    nproc: int = 1  # workers per node
+    nnodes: int = ranged(2, "[1, inf)")
+    nproc: int = ranged(1, "[1, inf)")  # workers per node
     rdzv_endpoint: str = "${oc.env:TRAINCTL_RDZV_ENDPOINT,''}"  # HOST:PORT of the rendezvous (the first node)
     run_id: str = "${oc.env:SLURM_JOB_ID,''}"  # the same on every node; names the run directory
-    max_restarts: int = 0
-    rdzv_timeout: int = 300  # seconds to wait for every node to join
+    max_restarts: int = ranged(0, "[0, inf)")
+    rdzv_timeout: int = ranged(300, "[1, inf)")  # seconds to wait for every node to join
     start_method: StartMethod = StartMethod.fork
 
 

@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import LauncherConfig
 from trainctl.errors import TrainctlError
 from trainctl.launch import LAUNCHERS
@@ -17,15 +18,15 @@ from trainctl.runs import RunDir
 
 @dataclass
 class SlurmConfig(LauncherConfig):
-    nnodes: int = 2
-    nproc: int = 1  # workers per node (one per GPU, typically)
+    nnodes: int = ranged(2, "[1, inf)")
+    nproc: int = ranged(1, "[1, inf)")  # workers per node (one per GPU, typically)
     partition: str | None = None
     account: str | None = None
     time: str = "01:00:00"
-    cpus_per_task: int = 8
-    gpus_per_node: int = 0
-    port: int = 29500  # the rendezvous port on the first node of the allocation
-    max_restarts: int = 0
+    cpus_per_task: int = ranged(8, "[1, inf)")
+    gpus_per_node: int = ranged(0, "[0, inf)")
+    port: int = ranged(29500, "[1, 65535]")  # the rendezvous port on the first node of the allocation
+    max_restarts: int = ranged(0, "[0, inf)")
     setup: str = ""  # shell lines run before srun, e.g. "source .venv/bin/activate"
 
 

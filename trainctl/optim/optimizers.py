@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import OptimConfig
 from trainctl.optim import OPTIMIZERS
 
 
 @dataclass
 class SGDConfig(OptimConfig):
-    lr: float = 0.1
-    momentum: float = 0.9
+    lr: float = ranged(0.1, "(0, inf)")
+    momentum: float = ranged(0.9, "[0, 1)")
     nesterov: bool = False
-    dampening: float = 0.0
+    dampening: float = ranged(0.0, "[0, 1]")
 
 
 @dataclass
 class AdagradConfig(OptimConfig):
-    lr: float = 0.01
-    lr_decay: float = 0.0
-    eps: float = 1e-10
-    initial_accumulator_value: float = 0.0
+    lr: float = ranged(0.01, "(0, inf)")
+    lr_decay: float = ranged(0.0, "[0, inf)")
+    eps: float = ranged(1e-10, "[0, inf)")
+    initial_accumulator_value: float = ranged(0.0, "[0, inf)")
 
 
 @dataclass
 class AdamConfig(OptimConfig):
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    betas: list[float] = ranged(interval="[0, 1)", factory=lambda: [0.9, 0.999])
+    eps: float = ranged(1e-8, "[0, inf)")
     amsgrad: bool = False
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
-    weight_decay: float = 0.01
+    weight_decay: float = ranged(0.01, "[0, inf)")
 
 
 Params = Iterable[torch.nn.Parameter]

@@ -146,8 +146,10 @@ class Strategy:
         """The model (full, unsharded) and optimizer entries of a checkpoint; rank 0's is written."""
         return {"model": self.unwrap(model).state_dict(), "optimizer": optimizer.state_dict()}
 
-    def checkpoint_written(self, folder: Path, tag: str, state: dict[str, Any]) -> None:
-        """Called on rank 0 once <tag>.pt is in place (sharded modes prune older shards here)."""
+    def checkpoint_parts(self, state: State) -> list[str]:
+        """Files or folders beside the checkpoint file that belong to it (sharded state): its manifest
+        covers them, and they are deleted with it."""
+        return []
 
     def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         self.unwrap(model).load_state_dict(state["model"])

@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from trainctl.compress import PASSES
-from trainctl.compress.base import CompressionPass, PassJob, check_amount, replace
+from trainctl.compress.base import CompressionPass, PassJob, replace
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import CompressConfig
 from trainctl.errors import TrainctlError
 
@@ -35,10 +36,11 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 @dataclass
 class PruneConfig(CompressConfig):
-    amount: float = 0.5  # fraction of weights (global-l1) or of each layer's channels (structured) removed
+    # fraction of weights (global-l1) or of each layer's channels (structured) removed
+    amount: float = ranged(0.5, "(0, 1)")
     method: str = "global-l1"  # global-l1 | structured-channels
-    finetune_epochs: int = 0  # epochs of training after pruning, on the run's train split
-    finetune_lr: float | None = None  # null: a tenth of the run's optim.lr
+    finetune_epochs: int = ranged(0, "[0, inf)")  # epochs of training after pruning, on the run's train split
+    finetune_lr: float | None = ranged(None, "(0, inf)")  # null: a tenth of the run's optim.lr
 
 
 @dataclass
@@ -54,13 +56,10 @@ class Prune(CompressionPass):
     cfg: PruneConfig
 
     def check(self, model: nn.Module) -> None:
-        check_amount(self.cfg.amount, "prune amount")
         if self.cfg.method not in METHODS:
             raise TrainctlError(
                 f"unknown pruning method '{self.cfg.method}'", fix=f"use one of: {', '.join(METHODS)}"
             )
-        if self.cfg.finetune_epochs < 0:
-            raise TrainctlError(f"finetune_epochs must be 0 or more, got {self.cfg.finetune_epochs}")
         if self.cfg.method == "global-l1" and not pruned_weights(model):
             raise TrainctlError(
                 f"global-l1 pruning found no float Linear or Conv layer in {type(model).__name__}",

@@ -25,6 +25,7 @@ from torch import nn
 
 from trainctl.compress import PASSES
 from trainctl.compress.base import CompressionPass, PassJob, replace
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import CompressConfig
 from trainctl.errors import TrainctlError
 
@@ -110,7 +111,8 @@ def contiguous_inputs(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ..
 # ----------------------------------------------------------------------------------------------- static
 @dataclass
 class StaticInt8Config(CompressConfig):
-    calib_batches: int = 32  # training batches the observers see to choose activation ranges
+    # training batches the observers see to choose activation ranges
+    calib_batches: int = ranged(32, "[1, inf)")
 
 
 class StaticInt8(CompressionPass):
@@ -124,11 +126,6 @@ class StaticInt8(CompressionPass):
     cfg: StaticInt8Config
 
     def check(self, model: nn.Module) -> None:
-        if self.cfg.calib_batches < 1:
-            raise TrainctlError(
-                f"static int8 needs calibration data, but calib_batches={self.cfg.calib_batches}",
-                fix="calibrate on at least one batch, e.g. --calib-batches 32",
-            )
         if not float_layers(model, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) or not list(
             model.children()
         ):

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import FileDataConfig
 from trainctl.data import DATASETS
 from trainctl.data.augment import ImageAugment, ViewAveraged
@@ -31,12 +32,15 @@ PIXELS = 3 * 32 * 32
 @dataclass
 class CIFAR10Config(FileDataConfig):
     mirrors: list[str] = field(default_factory=lambda: ["https://www.cs.toronto.edu/~kriz/"])
-    crop_padding: int = 4  # train augmentation: random translation by up to this many pixels; 0: off
+    # train augmentation: random translation by up to this many pixels; 0: off
+    crop_padding: int = ranged(4, "[0, inf)")
     flip: bool = True  # train augmentation: mirror half of the images
-    cutout: int = 0  # train augmentation: side of a zeroed square per image; 0: off
-    repeats: int = 1  # batch augmentation: each image this many times per batch, each copy augmented
+    cutout: int = ranged(0, "[0, inf)")  # train augmentation: side of a zeroed square per image; 0: off
+    # batch augmentation: each image this many times per batch, each copy augmented
+    repeats: int = ranged(1, "[1, inf)")
     test_flip: bool = False  # evaluate the mean prediction over each test image and its mirror image
-    test_shift: int = 0  # ... and over its diagonal translations by +-this many pixels (and their mirrors)
+    # ... and over its diagonal translations by +-this many pixels (and their mirrors)
+    test_shift: int = ranged(0, "[0, inf)")
 
 
 class BatchUnpickler(pickle.Unpickler):
@@ -178,8 +182,6 @@ def load_cifar10(cfg: CIFAR10Config) -> DataBundle:
     std = train_x.std(dim=(0, 2, 3), keepdim=True)
     train_x = train_x.sub_(mean).div_(std)
     test_x = test_images.float().div_(255.0).sub_(mean).div_(std)
-    if cfg.repeats < 1:
-        raise TrainctlError(f"data.repeats must be at least 1, got {cfg.repeats}", where="data.repeats")
     augment = ImageAugment(cfg.crop_padding, cfg.flip, cfg.cutout, cfg.repeats)
     return DataBundle(
         train=Split(train_x, train_labels),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import DataConfig
 from trainctl.data import DATASETS
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
@@ -13,8 +14,8 @@ from trainctl.data.types import DataBundle, DataSpec, Split, Task
 
 @dataclass
 class DigitsConfig(DataConfig):
-    test_fraction: float = 0.2
-    split_seed: int = 0  # the train/test split is fixed by this seed, not by trainer.seed
+    test_fraction: float = ranged(0.2, "(0, 1)")
+    split_seed: int = ranged(0, "[0, inf)")  # the train/test split is fixed by this seed, not by trainer.seed
 
 
 @DATASETS.register("digits", DigitsConfig)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import DataConfig
 from trainctl.data import DATASETS
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
@@ -13,12 +14,12 @@ from trainctl.data.types import DataBundle, DataSpec, Split, Task
 
 @dataclass
 class LinRegConfig(DataConfig):
-    samples: int = 10_000
-    test_samples: int = 1_000
-    weight: float = 2.0
-    bias: float = 0.0
-    noise: float = 0.01  # std of the Gaussian noise added to y
-    seed: int = 1234  # the data are fixed by this seed, not by trainer.seed
+    samples: int = ranged(10_000, "[1, inf)")
+    test_samples: int = ranged(1_000, "[1, inf)")
+    weight: float = ranged(2.0, "(-inf, inf)")
+    bias: float = ranged(0.0, "(-inf, inf)")
+    noise: float = ranged(0.01, "[0, inf)")  # std of the Gaussian noise added to y
+    seed: int = ranged(1234, "[0, inf)")  # the data are fixed by this seed, not by trainer.seed
 
 
 @DATASETS.register("linreg", LinRegConfig)

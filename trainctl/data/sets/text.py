@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import DataConfig
 from trainctl.data import DATASETS
 from trainctl.data.tokens import (
@@ -45,7 +46,7 @@ class TextConfig(DataConfig):
     # index; null: the distinct values of the train file, sorted (numerically when all are integers).
     label_names: list[str] | None = None
     tokenizer: str | None = "${oc.select:model.pretrained,null}"  # folder; null: the default MiniLM
-    max_length: int = "${oc.select:model.max_length,128}"  # type: ignore[assignment]  # tokens per text
+    max_length: int = ranged("${oc.select:model.max_length,128}", "[1, inf)")  # tokens per text
     cache_dir: str = "${oc.env:TRAINCTL_CACHE_DIR,'~/.cache/trainctl/cache'}"  # tokenized ids live here
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import ParallelConfig
 from trainctl.parallel import STRATEGIES
 from trainctl.parallel.base import Strategy
@@ -15,7 +16,7 @@ from trainctl.parallel.base import Strategy
 
 @dataclass
 class DDPConfig(ParallelConfig):
-    bucket_cap_mb: float = 25.0
+    bucket_cap_mb: float = ranged(25.0, "(0, inf)")
     find_unused_parameters: bool = False
     # gradients live in the all-reduce buckets: no copy in and out of them each step (measured on the
     # MNIST MLP, 2 ranks on 2 cores: 9.5 instead of 11.3 ms a step)

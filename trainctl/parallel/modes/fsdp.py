@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch.distributed.checkpoint as dcp
 from torch import nn
@@ -18,6 +16,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from trainctl.config.schema import ParallelConfig
 from trainctl.parallel import STRATEGIES
 from trainctl.parallel.base import Optimizer, State, Strategy, blocks
+from trainctl.parallel.dcp_metadata import SafeMetadataReader
 from trainctl.parallel.dtensor_state import FULL, get_model_state_dict
 
 
@@ -66,15 +65,15 @@ class ShardedDataParallel(Strategy):
         dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder / shards)
         return {"model": get_model_state_dict(model, options=FULL), "sharded": shards}
 
-    def checkpoint_written(self, folder: Path, tag: str, state: dict[str, Any]) -> None:
-        for old in folder.glob(f"{tag}-step*.dcp"):
-            if old.name != state["sharded"]:
-                shutil.rmtree(old, ignore_errors=True)
+    def checkpoint_parts(self, state: State) -> list[str]:
+        return [state["sharded"]]
 
     def restore(self, model: nn.Module, optimizer: Optimizer, state: State, folder: Path) -> None:
         model_state, optimizer_state = get_state_dict(model, optimizer)
         sharded = {"model": model_state, "optimizer": optimizer_state}
-        dcp.load(sharded, checkpoint_id=folder / state["sharded"])
+        # The checkpoint's manifest (sharded folder included) was verified before this; the metadata
+        # is still read without running pickled code.
+        dcp.load(sharded, storage_reader=SafeMetadataReader(folder / state["sharded"]))
         set_state_dict(
             model, optimizer, model_state_dict=sharded["model"], optim_state_dict=sharded["optimizer"]
         )

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import Config, ParallelConfig
 from trainctl.data.loader import BatchLoader
 from trainctl.data.samplers import Order
 from trainctl.data.types import Split
-from trainctl.errors import TrainctlError
 from trainctl.parallel import STRATEGIES
 from trainctl.parallel.base import Optimizer, State, Strategy
 from trainctl.parallel.collectives import all_reduce_sum, gather_to_rank0
@@ -28,7 +28,7 @@ class Partition(str, Enum):
 
 @dataclass
 class LocalSGDConfig(ParallelConfig):
-    sync_every: int = 8  # K: local steps between parameter averages
+    sync_every: int = ranged(8, "[1, inf)")  # K: local steps between parameter averages
     partition: Partition = Partition.iid
 
 
@@ -40,10 +40,6 @@ class LocalSGD(Strategy):
 
     def check(self, cfg: Config, world_size: int, model: Callable[[], nn.Module]) -> list[str]:
         passed = super().check(cfg, world_size, model)
-        if self.cfg.sync_every < 1:
-            raise TrainctlError(
-                "parallel.sync_every must be at least 1", fix="use parallel.sync_every=1 or more"
-            )
         return [*passed, f"parameters averaged every {self.cfg.sync_every} local step(s)"]
 
     def layout(self, model: nn.Module, world_size: int, per_rank_batch: int) -> list[str]:

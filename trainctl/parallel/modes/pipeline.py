@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import Config, ParallelConfig
 from trainctl.data.loader import BatchLoader
 from trainctl.data.samplers import Order
@@ -28,7 +29,7 @@ SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
 @dataclass
 class PipelineConfig(ParallelConfig):
     schedule: str = "gpipe"  # gpipe | 1f1b
-    microbatches: int = 4
+    microbatches: int = ranged(4, "[1, inf)")
 
 
 def stage_groups(model: nn.Sequential, stages: int) -> list[list[int]]:
