@@ -49,7 +49,7 @@ def test_every_command_help_shows_an_example(command: list[str]) -> None:
         (["model.hidden=[512,"], "malformed override"),
         (["model=linear", "model.hidden=[3]"], "unknown config key 'model.hidden'"),
         (["trainer.batch_size=0"], "trainer.batch_size=0 is outside [1, inf)"),
-        (["optim.lr=-1"], "invalid optimizer settings"),
+        (["optim.lr=-1"], "optim.lr=-1.0 is outside (0, inf)"),
         (["optim.lr=1e-3,1e-2"], "is a sweep"),
     ],
 )

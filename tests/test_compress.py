@@ -84,9 +84,9 @@ def test_int8_makes_a_new_run_with_report_and_leaves_the_parent_untouched(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--prune", "1.5"], "between 0 and 1"),
-        (["--prune", "0"], "between 0 and 1"),
-        (["--quantize", "int8-static", "--calib-batches", "0"], "needs calibration data"),
+        (["--prune", "1.5"], "compress.amount=1.5 is outside (0, 1)"),
+        (["--prune", "0"], "compress.amount=0.0 is outside (0, 1)"),
+        (["--quantize", "int8-static", "--calib-batches", "0"], "compress.calib_batches=0 is outside"),
         (["--quantize", "int4"], "unknown --quantize"),
         (["--finetune-epochs", "1"], "go with --prune"),
         ([], "no compression pass"),

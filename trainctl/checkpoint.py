@@ -112,7 +112,7 @@ def load_checkpoint(path: Path, *, note: Callable[[str], None] | None = None) ->
     try:
         with warnings.catch_warnings():  # torch's own loader of int8 (quantized) tensors still warns
             warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated.*")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(verdict.checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         size = path.stat().st_size if path.exists() else 0

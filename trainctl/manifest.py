@@ -131,7 +131,7 @@ def verify(checkpoint: Path) -> Verdict:
         raise TrainctlError(
             f"checkpoint not found: {checkpoint}", fix="train the run first or pick another run"
         )
-    verdict = check(checkpoint)
+    verdict = check(checkpoint.resolve())  # the file the link points at now: the one to read
     if verdict.intact or not manifest_of(checkpoint).exists():
         return verdict
     shown = (

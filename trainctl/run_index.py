@@ -67,10 +67,11 @@ def parse_time(text: str | None) -> float | None:
 
 
 def effective_status(run: RunDir, meta: dict[str, Any], now: float) -> tuple[str, str]:
-    """run.json's status, unless it says running and no live process holds the run: then `stale`, with
-    why (its lock's process is gone or silent; a run without a lock: its recorded pid or heartbeat)."""
+    """run.json's status, unless it says running (or created, under a lock) and no live process holds the
+    run: then `stale`, with why (its lock's process is gone or silent; without a lock: its recorded pid
+    or heartbeat)."""
     status = str(meta.get("status", "unknown"))
-    if status != "running":
+    if status not in ("running", "created") or (status == "created" and read_owner(run) is None):
         return status, ""
     owner = read_owner(run)
     if owner is None:  # the lock is gone, yet run.json was never told how the run ended

@@ -68,7 +68,8 @@ def record_start(run: RunDir, plan: Plan, start_step: int, restart: int) -> None
                 *run.read_meta().get("rolled_back", []),
                 {"at": now, "after_step": start_step, "records": dropped},
             ]
-    if plan.resume_record is not None and restart == 0:  # what --resume applied, and when
+    if plan.resume_record is not None and run.read_meta().get("attempt") != plan.attempt:
+        # what --resume applied and when; once (an elastic restart of the resumed job adds nothing)
         write_atomic(run.config_file, yaml.safe_dump(plan.tree, sort_keys=False).encode())
         entry = {"at": now, "from_step": start_step, **plan.resume_record}
         fields["resumes"] = [*run.read_meta().get("resumes", []), entry]
