@@ -67,11 +67,11 @@ def inputs_section(source: LoadedRun) -> str:
             f"`{inputs['name']}`: int64 token ids, shape (batch, sequence), at most {inputs['max_length']} "
             "tokens, made by the tokenizer saved in this folder (truncating as `trainctl predict` does):\n\n"
             "```python\nfrom transformers import AutoTokenizer\n\n"
-            "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
+            'tokenizer = AutoTokenizer.from_pretrained(".")  # this folder\n'
             'input_ids = tokenizer(texts, padding=True, truncation=True, return_tensors="np")["input_ids"]\n'
             "```\n\n"
-            f"Padding (id {inputs['pad_token_id']}) is masked out inside the model, so batches of any "
-            "length give each text the same result."
+            f"Padding (id {inputs['pad_token_id']}) is masked out, so a text gets the same result in "
+            "batches of any length."
         )
     else:
         shape = ", ".join(str(s) for s in inputs["shape"])

@@ -7,6 +7,7 @@ refused or failed export leaves nothing behind; an earlier export in the same pl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from trainctl.compress.job import LoadedRun
 
 MANIFEST = "export.json"
+INT8_GAP = "vs the run's int8 model"  # a dequantised export's distance from the int8 model (unchecked)
 CONFIG = "trainctl_config.yaml"  # not config.yaml: an export folder is no run, and hf owns config.json
 
 
@@ -60,10 +62,18 @@ def export_run(target: str, fmt: str, *, out: Path | None = None, tag: str = "la
     source.model = plain_model(source.model)
     exporter.refuse(source)
     staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]  # deepest first
     try:
         staging.mkdir(parents=True)
         batches = sample_batches(source)
-        artefact = exporter.write(source, staging, batches[0])
+        try:
+            artefact = exporter.write(source, staging, batches[0])
+        except (RuntimeError, ValueError) as exc:  # a library that cannot write or load this model back
+            raise ExportFailed(
+                f"the {fmt} export failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+                where=str(source.run.path),
+                fix="--format safetensors exports the weights of any model",
+            ) from exc
         agreement = check_agreement(source, artefact, batches, exporter.settings.tolerance, fmt)
         notes = artefact.notes + precision_notes(source)
         describe(source, staging, fmt, tag, artefact, agreement, notes)
@@ -74,6 +84,10 @@ def export_run(target: str, fmt: str, *, out: Path | None = None, tag: str = "la
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not folder.exists():  # a failed export leaves no empty folders behind either
+            for parent in missing:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     return ExportResult(folder, fmt, files, agreement, notes)
 
@@ -107,10 +121,13 @@ def publish(staging: Path, folder: Path) -> None:
         os.replace(staging, folder)
 
 
-def max_difference(expected: list[torch.Tensor], actual: list[torch.Tensor], what: str) -> float:
+def max_difference(expected: list[torch.Tensor], actual: list[torch.Tensor]) -> float:
+    """The largest |expected - actual| over the batches; a shape that differs fails the export."""
     for e, a in zip(expected, actual, strict=True):
         if e.shape != a.shape:
-            raise ExportFailed(f"{what}: the export returns shape {tuple(a.shape)}, the run {tuple(e.shape)}")
+            raise ExportFailed(
+                f"the export returns shape {tuple(a.shape)} where the run's model {tuple(e.shape)}"
+            )
     return max(float((e - a).abs().max()) for e, a in zip(expected, actual, strict=True))
 
 
@@ -120,41 +137,37 @@ def check_agreement(
     """Max |difference| between the loaded export and the run's model on test batches of two sizes:
     outputs, class probabilities and, when the run evaluates test-time views, their mean probabilities.
     Outputs may differ by `tolerance` times their largest magnitude (at least 1), probabilities by
-    `tolerance`; a half-precision model computes with less: 4 epsilons of its type when that is more."""
+    `tolerance`; a half-precision model computes with less: 4 epsilons of its type when that is more.
+    A dequantised int8 export also reports (unchecked) how far it is from the int8 model."""
     reference = artefact.reference or source.model
     tolerance = max(tolerance, 4 * compute_epsilon(reference))
-    classification = source.data.spec.task is Task.classification
+
+    def run_export(inputs: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(artefact.loaded(inputs)).float()
+
     with torch.no_grad():
         expected = [reference(b).float() for b in batches]
-        actual = [torch.as_tensor(artefact.loaded(b)).float() for b in batches]
-        figures = {"outputs": max_difference(expected, actual, "outputs")}
-        scale = max(1.0, max(float(e.abs().max()) for e in expected))
-        limits = {"outputs": tolerance * scale}
-        if classification:
-            figures["probabilities"] = max_difference(
-                [e.softmax(-1) for e in expected], [a.softmax(-1) for a in actual], "probabilities"
-            )
+        actual = [run_export(b) for b in batches]
+        largest = max(float(e.abs().max()) for e in expected)
+        checked = {"outputs": (max_difference(expected, actual), tolerance * max(1.0, largest))}
+        if source.data.spec.task is Task.classification:
+            probabilities = max_difference([e.softmax(-1) for e in expected], [a.softmax(-1) for a in actual])
+            checked["probabilities"] = (probabilities, tolerance)
         views = test_views(source) if artefact.reference is None else None
-        if views is not None and classification:
+        if views is not None:
             evaluated = [views(b).float().exp() for b in batches]
             averaged = [
-                torch.stack(
-                    [torch.as_tensor(artefact.loaded(v)).float().softmax(-1) for v in views.views(b)]
-                ).mean(0)
-                for b in batches
+                torch.stack([run_export(v).softmax(-1) for v in views.views(b)]).mean(0) for b in batches
             ]
-            figures["test-time views"] = max_difference(evaluated, averaged, "test-time views")
-        if artefact.reference is not None:  # informative: what the stored model computes besides
-            figures["vs the run's int8 model"] = max_difference(
-                [source.model(b).float() for b in batches], actual, "int8 outputs"
-            )
-    for name, value in figures.items():
-        if name in ("vs the run's int8 model",):
-            continue
-        if value > limits.get(name, tolerance) or value != value:  # NaN fails too
+            checked["test-time views"] = (max_difference(evaluated, averaged), tolerance)
+        figures = {name: value for name, (value, _) in checked.items()}
+        if artefact.reference is not None:
+            figures[INT8_GAP] = max_difference([source.model(b).float() for b in batches], actual)
+    for name, (value, limit) in checked.items():
+        if not value <= limit:  # NaN fails too
             raise ExportFailed(
                 f"the {fmt} export does not reproduce the run's model: {name} differ by up to {value:.3g} "
-                f"(allowed {limits.get(name, tolerance):.3g}); nothing was written",
+                f"(allowed {limit:.3g}); nothing was written",
                 where=str(source.run.path),
                 fix="report this with the run's config; --format safetensors keeps the plain weights",
             )
@@ -169,6 +182,12 @@ def compute_epsilon(model: torch.nn.Module) -> float:
 
 
 def precision_notes(source: LoadedRun) -> list[str]:
+    epsilon = compute_epsilon(source.model)
+    if epsilon:
+        return [
+            f"The model's weights are half precision: the checks allow differences of {4 * epsilon:.1e} "
+            "(4 epsilons of its type), as two runtimes round such sums differently."
+        ]
     precision = source.cfg.trainer.precision
     if precision == "fp32" or source.state.get("compression"):
         return []

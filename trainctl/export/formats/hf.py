@@ -83,6 +83,7 @@ def load_sequence_classifier(
     loading = (
         "```python\nimport torch\n"
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+        'folder = "."  # this folder\n'
         "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
         "model = AutoModelForSequenceClassification.from_pretrained(folder).eval()\n"
         'batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")\n'
@@ -121,7 +122,7 @@ def load_encoder_and_head(
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    encoder = plain_model(AutoModel.from_pretrained(str(folder)))
+    encoder = plain_model(AutoModel.from_pretrained(str(folder), add_pooling_layer=pooling is Pooling.pooler))
     head = load_file(str(folder / HEAD))
     code = POOLING_CODE[pooling]
 
@@ -144,8 +145,9 @@ def load_encoder_and_head(
         "(`weight`, `bias`), applied to the pooled vector:\n\n"
         "```python\nimport torch\nfrom safetensors.torch import load_file\n"
         "from transformers import AutoModel, AutoTokenizer\n\n"
+        'folder = "."  # this folder\n'
         "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
-        "encoder = AutoModel.from_pretrained(folder).eval()\n"
+        f"encoder = AutoModel.from_pretrained(folder, add_pooling_layer={pooling is Pooling.pooler}).eval()\n"
         f'head = load_file(f"{{folder}}/{HEAD}")\n'
         'batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")\n'
         "with torch.no_grad():\n"
