@@ -19,10 +19,10 @@ from tests.conftest import SINGLE, make_tiny_mnist
 from tests.test_compress import snapshot
 from tests.test_text import write_tiny_sst2
 from tests.test_vision import write_cifar
-from trainctl.cli import app
-from trainctl.commands.evaluate import evaluate_checkpoint
-from trainctl.commands.predict import predict
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.evaluate import evaluate_checkpoint
+from trainctl.cli.predict import predict
+from trainctl.cli.train import train
 from trainctl.config.compose import compose
 from trainctl.data import load_dataset
 from trainctl.data.sets import cifar10

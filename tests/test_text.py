@@ -11,8 +11,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.config.compose import compose
 from trainctl.data import load_dataset
 from trainctl.data.sets.text import read_rows

@@ -25,7 +25,7 @@ from trainctl.errors import TrainctlError
 from trainctl.export import build_exporter
 from trainctl.export.base import Artefact, ExportFailed, plain_model, sample_batches
 from trainctl.export.inputs import describe_inputs, describe_outputs, inputs_section, test_views
-from trainctl.runs import RunDir, default_runs_root, resolve_run
+from trainctl.runs.run_dir import RunDir, default_runs_root, resolve_run
 
 if TYPE_CHECKING:
     from trainctl.compress.job import LoadedRun
