@@ -188,7 +188,7 @@ def precision_notes(source: LoadedRun) -> list[str]:
             f"The model's weights are half precision: the checks allow differences of {4 * epsilon:.1e} "
             "(4 epsilons of its type), as two runtimes round such sums differently."
         ]
-    precision = source.cfg.trainer.precision
+    precision = str(getattr(source.cfg.trainer.precision, "value", source.cfg.trainer.precision))
     if precision == "fp32" or source.state.get("compression"):
         return []
     return [
