@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import SINGLE
-from trainctl.commands.train import train
+from trainctl.cli.train import train
 
 SMALL = ["trainer.schedule=constant", "model.hidden=[32]", *SINGLE]  # 23 steps an epoch, constant schedule
 

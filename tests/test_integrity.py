@@ -27,14 +27,14 @@ from tests.integrity_helpers import (
     stop,
     wait_for,
 )
-from trainctl.checkpoint import load_checkpoint, save_checkpoint
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.errors import TrainctlError
-from trainctl.manifest import check
-from trainctl.run_index import find_runs
-from trainctl.run_lock import STALE_AFTER_S, LockOwner, RunLock, RunLocked, lock_path
-from trainctl.runs import RunDir
+from trainctl.runs.lock import STALE_AFTER_S, LockOwner, RunLock, RunLocked, lock_path
+from trainctl.runs.manifest import check
+from trainctl.runs.run_dir import RunDir
+from trainctl.runs.summaries import find_runs
+from trainctl.training.checkpoint import load_checkpoint, save_checkpoint
 
 runner = CliRunner()
 
@@ -144,7 +144,7 @@ def test_tampered_dcp_metadata_is_refused_before_it_is_unpickled(tmp_path: Path,
 def test_dcp_metadata_reader_builds_real_metadata_and_refuses_other_globals(tmp_path: Path) -> None:
     import torch.distributed.checkpoint as dcp
 
-    from trainctl.parallel.dcp_metadata import SafeMetadataReader
+    from trainctl.runtime.parallel.dcp_metadata import SafeMetadataReader
 
     state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "step": torch.tensor(3)}
     dcp.save(state, checkpoint_id=tmp_path / "ok.dcp")
@@ -223,7 +223,7 @@ def test_readme_resume_example_works_as_written(runs_root: Path) -> None:
 def test_a_resume_failing_before_its_first_step_leaves_the_run_exactly_as_it_was(
     runs_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import recipes.supervised as supervised
+    import trainctl.recipes.supervised as supervised
 
     small_run(2)
     before = fingerprint(runs_root)
@@ -238,7 +238,7 @@ def test_a_resume_failing_before_its_first_step_leaves_the_run_exactly_as_it_was
 
 
 def test_latest_moves_only_when_a_run_starts(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import recipes.supervised as supervised
+    import trainctl.recipes.supervised as supervised
 
     first = small_run(1)
     assert (runs_root / "latest").resolve() == first

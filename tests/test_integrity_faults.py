@@ -31,16 +31,16 @@ from tests.integrity_helpers import (
     wait_for,
     worker_pid,
 )
-from trainctl.cli import app
+from trainctl.cli.app import app
 from trainctl.config.compose import compose, conf_dir, options
 from trainctl.config.ranges import Range, check_ranges, declared_ranges
 from trainctl.config.validate import FIXED_SECTIONS, section_schema
-from trainctl.disk import DiskError
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.manifest import check
 from trainctl.plan import make_plan
-from trainctl.run_lifecycle import ending_status, owning
-from trainctl.runs import RunDir
+from trainctl.runs.disk import DiskError
+from trainctl.runs.lifecycle import ending_status, owning
+from trainctl.runs.manifest import check
+from trainctl.runs.run_dir import RunDir
 
 runner = CliRunner()
 
