@@ -84,7 +84,6 @@ class Verdict:
     checkpoint: Path
     problem: str | None  # None: every listed file matches
     step: int | None = None
-    listed: tuple[str, ...] = ()  # the files the manifest lists (relative to the checkpoint's folder)
 
     @property
     def intact(self) -> bool:
@@ -99,19 +98,18 @@ def check(checkpoint: Path) -> Verdict:
         why = "unreadable" if manifest_path.exists() else "missing"
         return Verdict(checkpoint, f"its manifest {manifest_path.name} is {why}")
     folder = manifest_path.parent
-    listed = tuple(manifest["files"])
     step = manifest.get("step")
     for name, entry in manifest["files"].items():
         path = folder / name
         if not path.is_file():
-            return Verdict(checkpoint, f"{name} is missing", step, listed)
+            return Verdict(checkpoint, f"{name} is missing", step)
         size, written = path.stat().st_size, int(entry.get("bytes", -1))
         if size != written:
             how = "empty" if size == 0 else "truncated" if size < written else "longer than written"
-            return Verdict(checkpoint, f"{name} is {how} ({size:,} of {written:,} bytes)", step, listed)
+            return Verdict(checkpoint, f"{name} is {how} ({size:,} of {written:,} bytes)", step)
         if sha256_of(path) != entry.get("sha256"):
-            return Verdict(checkpoint, f"{name} is altered (its sha256 is not the manifest's)", step, listed)
-    return Verdict(checkpoint, None, step, listed)
+            return Verdict(checkpoint, f"{name} is altered (its sha256 is not the manifest's)", step)
+    return Verdict(checkpoint, None, step)
 
 
 def intact_alternatives(checkpoint: Path) -> list[Verdict]:
