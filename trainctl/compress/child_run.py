@@ -3,7 +3,7 @@
 The parent run is only read. The child run directory holds config.yaml (the parent's config with the
 `compress` section set to every pass its model went through), run.json (with `parent` and
 `compression`), checkpoints/last.pt (state dict + pass records), compress.log, report.json and
-report.md. `trainctl compress` and `trainctl train ... compress=OPTION` both end up here.
+report.md. `trainctl compress` and the post-step of `trainctl train ... compress=OPTION` both end up here.
 """
 
 from __future__ import annotations
@@ -15,64 +15,21 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
-from omegaconf import OmegaConf
-from torch import nn
 
 from trainctl.compress import build_passes
 from trainctl.compress.base import CompressionPass, PassJob, Record, check_passes
 from trainctl.compress.report import ReportCard, measure
 from trainctl.compress.stored import compression_records, rebuild_model
-from trainctl.config.schema import Config
-from trainctl.data.types import DataBundle
 from trainctl.errors import TrainctlError
-from trainctl.runs.run_dir import RunDir, create_run_dir, default_runs_root, resolve_run
+from trainctl.runs.run_dir import RunDir, create_run_dir
 from trainctl.training.checkpoint import FORMAT, load_checkpoint, save_atomic
-from trainctl.training.objective import Objective, build_objective
 
-
-@dataclass
-class LoadedRun:
-    """A run's checkpoint, config, data and rebuilt model."""
-
-    run: RunDir
-    checkpoint: Path
-    state: dict[str, Any]
-    cfg: Config
-    data: DataBundle
-    model: nn.Module
-
-    @property
-    def id(self) -> str:
-        return str(self.run.read_meta().get("id") or f"{self.run.path.parent.name}/{self.run.path.name}")
-
-    def objective(self) -> Objective:
-        return build_objective(self.cfg.trainer, self.data, torch.device("cpu"))
-
-
-def load_run(target: str | RunDir, tag: str = "last") -> LoadedRun:
-    """Resolve a run (path or `latest`) and rebuild its model from its checkpoint; errors exit 2."""
-    from trainctl.config.compose import compose
-    from trainctl.data import load_dataset
-
-    run = target if isinstance(target, RunDir) else resolve_run(target, default_runs_root())
-    checkpoint = run.checkpoint(tag)
-    if not checkpoint.is_file():
-        raise TrainctlError(
-            f"the run has no {tag} checkpoint: {checkpoint}",
-            where=str(run.path),
-            fix="train it first (or wait for it to finish), or give another run",
-        )
-    state = load_checkpoint(checkpoint)
-    cfg = compose([], base=OmegaConf.create(state["config"])).config
-    data = load_dataset(cfg.data)
-    model = rebuild_model(cfg.model, data.spec, state).eval()
-    return LoadedRun(run, checkpoint, state, cfg, data, model)
+if TYPE_CHECKING:
+    from trainctl.api import OpenedRun
 
 
 def pass_settings(passes: list[CompressionPass], done: list[Record]) -> dict[str, Any]:
@@ -82,7 +39,7 @@ def pass_settings(passes: list[CompressionPass], done: list[Record]) -> dict[str
 
 
 def compress_run(
-    parent: LoadedRun,
+    parent: OpenedRun,
     compress_cfg: Any,
     *,
     thread_count: int | None = None,
@@ -94,6 +51,11 @@ def compress_run(
     passes = [p for step in steps for p in build_passes(step)]
     if not passes:
         raise TrainctlError("no compression pass given", fix="e.g. --quantize int8 or --prune 0.5")
+    if parent.run is None:
+        raise TrainctlError(
+            f"compression writes a child run beside its parent; {parent.checkpoint} is a bare checkpoint",
+            fix="give the run directory that holds it",
+        )
     done = compression_records(parent.state)
     check_passes(passes, parent.model, done)  # bad input stops here, before anything is written
 
@@ -139,16 +101,17 @@ def compress_run(
         }
         save_atomic(state, child.checkpoint("last"))
         # The report card measures the model as `trainctl eval` will see it: rebuilt from the file.
-        result = load_run(child, "last")
+        saved = load_checkpoint(child.checkpoint("last"))
+        rebuilt = rebuild_model(parent.cfg.model, parent.data.spec, saved).eval()
         threads = thread_count or parent.cfg.trainer.threads or torch.get_num_threads()
         card = measure(
             parent.model,
-            result.model,
+            rebuilt,
             parent.data,
             parent.objective(),
             thread_count=threads,
             eval_batch_size=parent.cfg.trainer.eval_batch_size,
-            names=(parent.id, result.id),
+            names=(parent.id, child.read_meta()["id"]),
             passes=[r["config"]["name"] + describe_settings(r["config"]) for r in records],
         )
         (child.path / "report.json").write_text(json.dumps(card.to_json(), indent=2) + "\n")
@@ -169,21 +132,12 @@ def describe_settings(settings: dict[str, Any]) -> str:
     return f" ({text})" if text else ""
 
 
-def compress_after_training(cfg: Config, ctx: Any) -> dict[str, Any]:
-    """`trainctl train ... compress=OPTION`: on rank 0, compress the run's last.pt into a child run.
-
-    Runs after the last checkpoint is written, on one process whatever the parallel mode (last.pt
-    always holds the whole model); the other ranks return at once. Returns the summary's entries.
-    """
-    if not ctx.is_main or not build_passes(cfg.compress):
-        return {}
-    child, card = compress_run(
-        load_run(ctx.run, "last"), cfg.compress, device=str(ctx.device), log=ctx.message
-    )
+def report_summary(child: RunDir, card: ReportCard, log: Callable[[str], None]) -> dict[str, Any]:
+    """Log the report card's rows; the child run and its headline rows, for the training's summary."""
     summary = {"run dir": str(child.path)}
     for name, before, after, change in card.rows():
-        ctx.message(f"report card: {name}: {before} -> {after} ({change})")
+        log(f"report card: {name}: {before} -> {after} ({change})")
         if name.startswith(("test", "model file", "CPU latency, batch 64")):
             summary[name] = f"{before} -> {after} ({change})"
-    ctx.message(f"report card saved: {child.path / 'report.md'}")
-    return {"compressed": summary}
+    log(f"report card saved: {child.path / 'report.md'}")
+    return summary
