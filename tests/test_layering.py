@@ -213,7 +213,8 @@ def test_every_module_is_in_a_declared_layer() -> None:
 
 
 def write_package(root: Path, files: dict[str, str]) -> dict[str, Path]:
-    for relative, text in files.items():
+    """A package `fake` under `root` with these files (and an empty __init__.py); its modules."""
+    for relative, text in {"__init__.py": "", **files}.items():
         path = root / "fake" / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -224,7 +225,6 @@ def test_the_checker_finds_a_cycle_through_a_lazy_import(tmp_path: Path) -> None
     modules = write_package(
         tmp_path,
         {
-            "__init__.py": "",
             "plan.py": "def make():\n    from fake.launch import start\n",
             "launch/__init__.py": "from fake.plan import make\n\ndef start():\n    pass\n",
             "other.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fake import plan\n",
@@ -234,15 +234,8 @@ def test_the_checker_finds_a_cycle_through_a_lazy_import(tmp_path: Path) -> None
 
 
 def test_the_checker_ignores_a_type_only_import_but_not_a_relative_one(tmp_path: Path) -> None:
-    modules = write_package(
-        tmp_path,
-        {
-            "__init__.py": "",
-            "top.py": "from . import low\n",
-            "low.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fake.top import x\n",
-        },
-    )
-    edges = imports(modules, "fake")
+    low = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fake.top import x\n"
+    edges = imports(write_package(tmp_path, {"top.py": "from . import low\n", "low.py": low}), "fake")
     assert cycles(edges) == []
     layers = (("top", ("fake.top",)), ("low", ("fake.low", "fake")))
     assert upward_imports(edges, layers) == []

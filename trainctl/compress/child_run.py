@@ -58,9 +58,39 @@ def compress_run(
         )
     done = compression_records(parent.state)
     check_passes(passes, parent.model, done)  # bad input stops here, before anything is written
+    child = start_child_run(parent, passes, done)
+    log_file = (child.path / "compress.log").open("a")
 
+    def say(line: str) -> None:
+        log(line)
+        log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        log_file.flush()
+
+    try:
+        records = apply_passes(
+            parent, passes, done, child, PassJob(parent.cfg, parent.data, torch.device(device), say)
+        )
+        card = write_report(parent, child, records, thread_count)
+        child.update_meta(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        return child, card
+    except BaseException:
+        child.update_meta(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        raise
+    finally:
+        log_file.close()
+
+
+def child_config(parent: OpenedRun, passes: list[CompressionPass], done: list[Record]) -> dict[str, Any]:
+    """The parent's config with the `compress` section set to every pass the model goes through."""
     tree = copy.deepcopy(parent.state["config"])
     tree["compress"] = pass_settings(passes, done)
+    return tree
+
+
+def start_child_run(parent: OpenedRun, passes: list[CompressionPass], done: list[Record]) -> RunDir:
+    """A new run directory beside the parent's, with the child's config and run.json naming its parent."""
+    assert parent.run is not None
+    tree = child_config(parent, passes, done)
     child = create_run_dir(parent.run.path.parent.parent, parent.run.path.parent.name)  # beside its parent
     child.config_file.write_text(yaml.safe_dump(tree, sort_keys=False))
     child.overrides_file.write_text(yaml.safe_dump([]))
@@ -77,54 +107,48 @@ def compress_run(
         pid=os.getpid(),
         host=socket.gethostname(),
     )
-    log_file = (child.path / "compress.log").open("a")
+    return child
 
-    def say(line: str) -> None:
-        log(line)
-        log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-        log_file.flush()
 
-    try:
-        job = PassJob(parent.cfg, parent.data, torch.device(device), say)
-        model = copy.deepcopy(parent.model)
-        records = list(done)
-        for compression in passes:
-            say(f"pass {compression.describe()}")
-            model = compression.apply(model, job)
-            records.append(compression.record())
-        state = {
-            "format": FORMAT,
-            "model": model.state_dict(),
-            "config": tree,
-            "compression": records,
-            "parent": parent.id,
-        }
-        save_atomic(state, child.checkpoint("last"))
-        # The report card measures the model as `trainctl eval` will see it: rebuilt from the file.
-        saved = load_checkpoint(child.checkpoint("last"))
-        rebuilt = rebuild_model(parent.cfg.model, parent.data.spec, saved).eval()
-        threads = thread_count or parent.cfg.trainer.threads or torch.get_num_threads()
-        card = measure(
-            parent.model,
-            rebuilt,
-            parent.data,
-            parent.objective(),
-            thread_count=threads,
-            eval_batch_size=parent.cfg.trainer.eval_batch_size,
-            names=(parent.id, child.read_meta()["id"]),
-            passes=[r["config"]["name"] + describe_settings(r["config"]) for r in records],
-        )
-        (child.path / "report.json").write_text(json.dumps(card.to_json(), indent=2) + "\n")
-        (child.path / "report.md").write_text(card.to_markdown())
-        evaluation = {"step": 0, "epoch": 0, "split": "test", "rank": 0, "kind": "eval", **card.after.metrics}
-        child.metrics_file.write_text(json.dumps(evaluation | {"time": time.time()}) + "\n")  # for `runs ls`
-        child.update_meta(status="finished", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        return child, card
-    except BaseException:
-        child.update_meta(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        raise
-    finally:
-        log_file.close()
+def apply_passes(
+    parent: OpenedRun, passes: list[CompressionPass], done: list[Record], child: RunDir, job: PassJob
+) -> list[Record]:
+    """Run the passes on a copy of the parent's model and save it as the child's last.pt; every record."""
+    model = copy.deepcopy(parent.model)
+    records = list(done)
+    for compression in passes:
+        job.log(f"pass {compression.describe()}")
+        model = compression.apply(model, job)
+        records.append(compression.record())
+    tree = child_config(parent, passes, done)
+    state = {"format": FORMAT, "model": model.state_dict(), "config": tree, "compression": records}
+    save_atomic(state | {"parent": parent.id}, child.checkpoint("last"))
+    return records
+
+
+def write_report(
+    parent: OpenedRun, child: RunDir, records: list[Record], thread_count: int | None
+) -> ReportCard:
+    """The report card of parent against child (report.json, report.md) and its metrics for `runs ls`.
+
+    It measures the model as `trainctl eval` will see it: rebuilt from the child's file."""
+    saved = load_checkpoint(child.checkpoint("last"))
+    rebuilt = rebuild_model(parent.cfg.model, parent.data.spec, saved).eval()
+    card = measure(
+        parent.model,
+        rebuilt,
+        parent.data,
+        parent.objective(),
+        thread_count=thread_count or parent.cfg.trainer.threads or torch.get_num_threads(),
+        eval_batch_size=parent.cfg.trainer.eval_batch_size,
+        names=(parent.id, child.read_meta()["id"]),
+        passes=[r["config"]["name"] + describe_settings(r["config"]) for r in records],
+    )
+    (child.path / "report.json").write_text(json.dumps(card.to_json(), indent=2) + "\n")
+    (child.path / "report.md").write_text(card.to_markdown())
+    evaluation = {"step": 0, "epoch": 0, "split": "test", "rank": 0, "kind": "eval", **card.after.metrics}
+    child.metrics_file.write_text(json.dumps(evaluation | {"time": time.time()}) + "\n")  # for `runs ls`
+    return card
 
 
 def describe_settings(settings: dict[str, Any]) -> str:
