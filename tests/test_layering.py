@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("plan", ("trainctl.plan",)),
     ("recipes", ("trainctl.recipes",)),
     ("runtime: devices", ("trainctl.runtime",)),
-    ("components", ("trainctl.compress", "trainctl.recommend")),
+    ("components", ("trainctl.compress", "trainctl.export", "trainctl.recommend")),
     ("training", ("trainctl.training",)),
     ("building blocks", ("trainctl.data", "trainctl.models", "trainctl.optim")),
     ("observe", ("trainctl.observe",)),

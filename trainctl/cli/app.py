@@ -234,6 +234,25 @@ def compare(
     run_compare(first, second, threads=threads)
 
 
+@app.command("export")
+@user_errors
+def export(
+    target: str = typer.Argument(..., help="The run to export: RUN_DIR or 'latest'. It is only read."),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="safetensors, hf (text models), onnx or torch-export."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder to write (default: <runs root>/exports/<preset>/<run>/<format>)."
+    ),
+    best: bool = typer.Option(False, "--best", help="Export checkpoints/best.pt instead of last.pt."),
+) -> None:
+    """Write a run's model for other tools, checked against the run, with a README of how to load it.
+    Example: trainctl export latest --format onnx"""
+    from trainctl.cli.export import export_command
+
+    export_command(target, fmt, out, "best" if best else "last")
+
+
 # ---------------------------------------------------------------- end compression
 @configs_app.command("list")
 @user_errors
