@@ -136,7 +136,8 @@ class TrainerConfig:
     log_every: int = ranged(10, "[1, inf)")  # optimizer steps between logged metrics
     seed: int = ranged(0, "[0, inf)")
     device: Device = Device.auto
-    threads: int | None = ranged(None, "[1, inf)")  # torch intra-op threads; null keeps torch's default
+    # torch intra-op threads per worker; null: the cores divided among workers
+    threads: int | None = ranged(None, "[1, inf)")
     monitor: str | None = None  # metric that picks best.pt; null: the task's main metric
     # stop after this many optimizer steps; the schedule still spans `epochs`
     max_steps: int | None = ranged(None, "[1, inf)")

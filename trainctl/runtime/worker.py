@@ -85,7 +85,7 @@ def default_sinks(
     from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
     from trainctl.observe.heartbeat import Heartbeat
     from trainctl.observe.loggers import logger_sinks
-    from trainctl.runs.lifecycle import RunFiles
+    from trainctl.observe.run_files import RunFiles
 
     def run_files() -> list[Sink]:
         return [
