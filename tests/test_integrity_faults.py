@@ -31,12 +31,12 @@ from tests.integrity_helpers import (
     wait_for,
     worker_pid,
 )
+from trainctl.api import plan_job
 from trainctl.cli.app import app
 from trainctl.config.compose import compose, conf_dir, options
 from trainctl.config.ranges import Range, check_ranges, declared_ranges
 from trainctl.config.validate import FIXED_SECTIONS, section_schema
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.plan import make_plan
 from trainctl.runs.disk import DiskError
 from trainctl.runs.lifecycle import ending_status, owning
 from trainctl.runs.manifest import check
@@ -154,7 +154,7 @@ def test_the_launching_command_records_endings_its_workers_could_not(
     """A hung job stopped by SIGTERM (its workers killed without a word), a full disk: run.json still
     says running, and the parent records how the run ended."""
     run = small_run(1)
-    plan = make_plan(compose(SMALL), download=False)  # the plan of a new run: its ending is this command's
+    plan = plan_job(SMALL, download=False).plan  # the plan of a new run: its ending is this command's
     RunDir(run).update_meta(status="running")
     with pytest.raises(type(error)), owning(RunDir(run), plan, note=print):
         raise error
