@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import pty
 import select
@@ -19,14 +20,17 @@ from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from tests.conftest import REPO, SINGLE, trainctl
+from trainctl.cli import app
 from trainctl.observe import progress as progress_module
 from trainctl.observe.events import EpochRecord, EvalRecord, RunEnd, RunStart, StepRecord
 from trainctl.observe.files import EventFile
 from trainctl.observe.progress import TrainingProgress
 from trainctl.observe.rank_view import RankView
 from trainctl.observe.ticker import Ticker
+from trainctl.runs import RunDir
 
 
 class Clock:
@@ -362,3 +366,67 @@ def test_tokenising_in_chunks_gives_the_ids_of_one_call_and_reports_progress(
     assert done == [4, 4, 4, 3]
     assert ids.dtype == whole_ids.dtype and lengths.dtype == whole_lengths.dtype
     assert ids.equal(whole_ids) and lengths.equal(whole_lengths)
+
+
+# ---------------------------------------------------------------- paths and run ids whole
+def listed_run(root: Path, rel: str, status: str = "finished") -> Path:
+    path = root / rel
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text("trainer: {}\n")
+    (path / "metrics.jsonl").write_text('{"kind": "eval", "step": 5, "accuracy": 0.875}\n')
+    RunDir(path).update_meta(
+        id=rel.removeprefix("sweeps/"),
+        preset="mlp_digits",
+        status=status,
+        created="2026-01-02T03:04:05",
+        ended="2026-01-02T03:05:15",
+    )
+    return path
+
+
+@pytest.mark.parametrize("columns", ["40", "60", "80"])
+def test_runs_ls_prints_run_ids_whole_at_any_width(runs_root: Path, columns: str) -> None:
+    long_id = "sweeps/mlp_digits-model+optim.lr+trainer.seed/optim.lr=0.003_model=mlp-c291f349"
+    listed_run(runs_root, long_id)
+    listed_run(runs_root, "mlp_digits/20260102-030405")
+    result = CliRunner().invoke(app, ["runs", "ls"], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if "status" in line)
+    width = lines[header].index("status") - 2  # the run column, folded onto as many lines as it needs
+    column = "".join(line[:width].strip() for line in lines[header + 1 :])
+    assert column == "mlp_digits/20260102-030405" + long_id.removeprefix("sweeps/")
+    if columns == "80":
+        assert "mlp_digits/20260102-030405 " in result.output  # short ids keep a line of their own
+
+
+def test_runs_ls_json_is_for_scripts(runs_root: Path) -> None:
+    path = listed_run(runs_root, "mlp_digits/20260102-030405")
+    result = CliRunner().invoke(app, ["runs", "ls", "--json"], env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.output)
+    assert run["id"] == "mlp_digits/20260102-030405" and run["path"] == str(path.resolve())
+    assert run["status"] == "finished" and run["metric"] == "accuracy" and run["value"] == 0.875
+    assert run["seconds"] == 70.0 and run["created"] == "2026-01-02T03:04:05"
+    empty = CliRunner().invoke(app, ["runs", "ls", "--json", "--preset", "nothing"])
+    assert empty.exit_code == 0 and json.loads(empty.output) == []
+
+
+def test_sweep_ranking_prints_job_folders_and_the_sweep_folder_whole(runs_root: Path) -> None:
+    from trainctl.commands.sweep import JobResult, ranked_table
+    from trainctl.run_index import summarize
+    from trainctl.sweep import Job
+
+    folder = runs_root / "sweeps" / "mlp_digits-optim.lr+model.hidden+trainer.seed"
+    results = []
+    for lr in ("0.001", "0.003"):
+        job = Job(overrides=(f"optim.lr={lr}", "model.hidden=[512,256]"), swept=(f"optim.lr={lr}",))
+        path = listed_run(runs_root, f"sweeps/{folder.name}/{job.dirname}")
+        results.append(JobResult(job, path, summarize(path), ran=True))
+    console, _ = text_console(terminal=False)
+    console.width = 50
+    shown = render(console, ranked_table(results, None))
+    assert "…" not in shown
+    flat = squeeze(shown)
+    assert all(r.path.name in flat for r in results) and str(folder) in flat

@@ -288,6 +288,9 @@ def runs_ls(
     root: Path | None = typer.Option(
         None, "--root", help="Runs root (default $TRAINCTL_RUNS_DIR or ./runs)."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON list (id, path, status, metric, value, seconds, ...) for scripts."
+    ),
 ) -> None:
     """Runs, newest first: status, main metric, duration, parent run.
     Example: trainctl runs ls --preset mlp_mnist"""
@@ -296,7 +299,7 @@ def runs_ls(
     from trainctl.commands.runs_list import list_runs
     from trainctl.runs import default_runs_root
 
-    list_runs(root or default_runs_root(), preset, Console())
+    list_runs(root or default_runs_root(), preset, Console(), as_json=as_json)
 
 
 @app.command()
