@@ -63,8 +63,10 @@ def test_report_of_one_run_lands_in_the_run_and_bad_targets_are_user_errors(runs
 def test_tensorboard_logger_writes_the_same_scalars_as_metrics_jsonl() -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from trainctl.observe.tensorboard import tensorboard_dir
+
     run = Path(train([*SHORT, "logger=[jsonl,tensorboard]"])["run dir"])
-    events = EventAccumulator(str(run / "tensorboard"))
+    events = EventAccumulator(str(tensorboard_dir(RunDir(run))))
     events.Reload()
     steps = records(run, "train")
     loss = events.Scalars("train/loss")
