@@ -26,6 +26,27 @@ app.add_typer(configs_app, name="configs")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from trainctl.version import describe
+
+        typer.echo(describe())
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=show_version,
+        is_eager=True,
+        help="Print the versions of trainctl (and its git commit), torch and Python, and exit.",
+    ),
+) -> None:
+    """Train models from declarative configs. Example: trainctl train conf=mlp_mnist optim.lr=3e-3"""
+
+
 def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of overrides (conf=, group=, section.key=); reads conf/ without importing torch."""
     from trainctl.completion import complete_overrides as complete
