@@ -54,6 +54,13 @@ def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
     return complete(list(ctx.params.get("overrides") or []), incomplete)
 
 
+def complete_run(incomplete: str) -> list[str]:
+    """Shell completion of a run: `latest` and the run directories under the runs root."""
+    from trainctl.completion import complete_runs
+
+    return complete_runs(incomplete)
+
+
 OVERRIDES = typer.Argument(
     None,
     help="Hydra overrides: conf=PRESET, group=option, key=value.",
@@ -94,7 +101,9 @@ def train(
         "-c",
         help="A preset-style YAML file to start from (see `trainctl configs cp`), or a saved config.yaml.",
     ),
-    resume: str | None = typer.Option(None, "--resume", help="Continue a run: RUN_DIR or 'latest'."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue a run: RUN_DIR or 'latest'.", autocompletion=complete_run
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop; nothing is written."),
 ) -> None:
     """Train a model. Example: trainctl train conf=mlp_mnist model.hidden=[512,256] trainer.epochs=5"""
@@ -106,7 +115,9 @@ def train(
 @app.command("eval")
 @user_errors
 def eval_command(
-    target: str = typer.Argument(..., help="RUN_DIR, 'latest', or a checkpoint file (.pt)."),
+    target: str = typer.Argument(
+        ..., help="RUN_DIR, 'latest', or a checkpoint file (.pt).", autocompletion=complete_run
+    ),
     overrides: list[str] | None = OVERRIDES,
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
     cv: int | None = typer.Option(
@@ -133,7 +144,11 @@ def eval_command(
 @app.command()
 @user_errors
 def predict(
-    target: str = typer.Argument(..., help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt)."),
+    target: str = typer.Argument(
+        ...,
+        help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt).",
+        autocompletion=complete_run,
+    ),
     text: list[str] | None = typer.Option(None, "--text", "-t", help="A text to label (repeatable)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="A file with one text per line."),
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
@@ -200,7 +215,9 @@ def recommend(
 @app.command()
 @user_errors
 def compress(
-    target: str = typer.Argument(..., help="The run to compress: RUN_DIR or 'latest'. It is only read."),
+    target: str = typer.Argument(
+        ..., help="The run to compress: RUN_DIR or 'latest'. It is only read.", autocompletion=complete_run
+    ),
     quantize: str | None = typer.Option(
         None,
         "--quantize",
@@ -244,8 +261,10 @@ def compress(
 @app.command()
 @user_errors
 def compare(
-    first: str = typer.Argument(..., help="A run: RUN_DIR or 'latest'."),
-    second: str = typer.Argument(..., help="Another run trained on the same data."),
+    first: str = typer.Argument(..., help="A run: RUN_DIR or 'latest'.", autocompletion=complete_run),
+    second: str = typer.Argument(
+        ..., help="Another run trained on the same data.", autocompletion=complete_run
+    ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for the latency figures."),
 ) -> None:
     """Print the report card of two runs side by side.
@@ -326,7 +345,9 @@ def runs_ls(
 @app.command()
 @user_errors
 def report(
-    runs: list[str] = typer.Argument(..., help="Run directories, 'latest', or a sweep directory."),
+    runs: list[str] = typer.Argument(
+        ..., help="Run directories, 'latest', or a sweep directory.", autocompletion=complete_run
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
