@@ -32,14 +32,14 @@ class Ticker:
         total: float | None = None,
         unit: str = "",
         say: Callable[[str], None] | None = None,
-        every: float = TICK_EVERY_S,
+        every: float | None = None,
         console: Console | None = None,
     ) -> None:
         self.what = what
         self.total = total
         self.unit = unit
         self.done = 0.0
-        self.every = every
+        self.every = TICK_EVERY_S if every is None else every
         self.console = console or Console(stderr=True)
         self.say = say
         self.live = say is None and self.console.is_terminal
