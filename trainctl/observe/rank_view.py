@@ -110,8 +110,10 @@ class RankView:
 
     def poll(self) -> None:
         now = time.time()
+        arrived = False
         for rank, tail in self.tails.items():
             for event in tail.read():
+                arrived = True
                 self.update(self.states[rank], event, now)
                 if rank != 0:
                     continue
@@ -124,6 +126,8 @@ class RankView:
                     self.progress.step(event)
                 if self.rank0 is not None:
                     self.rank0.emit(event)
+        if arrived and self.live is not None:
+            self.live.refresh()  # the bar and the table agree with the lines just printed
 
     def update(self, state: RankState, event: Event, now: float) -> None:
         if isinstance(event, StepRecord):
