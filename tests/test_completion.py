@@ -14,7 +14,7 @@ from trainctl.completion import complete_overrides
 
 BIN = Path(sys.executable).parent
 
-BASH_TEST = r"""
+BASH_PRELUDE = r"""
 source <(trainctl --show-completion bash) || exit 3
 # What bash hands a completion function: `conf=ml` arrives split at '=' (COMP_WORDBREAKS).
 complete_words() {
@@ -22,6 +22,8 @@ complete_words() {
     _trainctl_completion trainctl
     echo "${COMPREPLY[*]}"
 }
+"""
+BASH_TEST = BASH_PRELUDE + r"""
 complete_words trainctl train conf = ml
 complete_words trainctl train conf =
 complete_words trainctl smoke conf = lin
@@ -61,13 +63,7 @@ def test_eval_tab_completes_latest_and_run_directories(tmp_path: Path) -> None:
     job = make_run(root, "sweeps/s/optim.lr=0.01_model=mlp-46c987c3")
     (root / "latest").symlink_to(new.relative_to(root))
     (root / "tensorboard" / "mlp_digits" / new.name).mkdir(parents=True)  # event files: not a run
-    script = r"""
-source <(trainctl --show-completion bash) || exit 3
-complete_words() {
-    COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
-    _trainctl_completion trainctl
-    echo "${COMPREPLY[*]}"
-}
+    script = BASH_PRELUDE + r"""
 complete_words trainctl eval ""
 complete_words trainctl eval la
 complete_words trainctl eval "$ROOT/mlp_digits/202601"

@@ -3,16 +3,10 @@ pipe, runs that stop early, a finished bar's count, and progress tickers for lon
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
-import pty
-import select
-import struct
-import subprocess
 import sys
-import termios
 import threading
 import time
 from pathlib import Path
@@ -22,7 +16,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, SINGLE, trainctl
+from tests.conftest import SINGLE, trainctl
 from trainctl.cli import app
 from trainctl.observe import progress as progress_module
 from trainctl.observe.events import EpochRecord, EvalRecord, RunEnd, RunStart, StepRecord
@@ -226,38 +220,12 @@ def test_a_capped_run_says_where_it_stopped_instead_of_the_planned_epochs(runs_r
 @pytest.mark.slow
 def test_on_an_80_column_terminal_the_two_rank_run_shows_the_bar_and_eta(runs_root: Path) -> None:
     """A real pseudo-terminal, 80 columns wide: what a person running `trainctl train` sees."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    from bench.common import in_terminal
+
     env = {**os.environ, "TRAINCTL_RUNS_DIR": str(runs_root), "TERM": "xterm-256color"}
     env.pop("COLUMNS", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trainctl", "train", "trainer.epochs=40"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        cwd=REPO,
-        env=env,
-        close_fds=True,
-    )
-    os.close(follower)
-    chunks = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 1.0)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif process.poll() is not None:
-            break
-    process.wait(timeout=60)
-    os.close(leader)
-    out = b"".join(chunks).decode(errors="replace")
-    assert process.returncode == 0, out[-2000:]
+    code, out = in_terminal([sys.executable, "-m", "trainctl", "train", "trainer.epochs=40"], env, columns=80)
+    assert code == 0, out[-2000:]
     assert "━" in out and "ETA 0:0" in out  # the live bar while it ran
     assert "920/920" in out and "done in" in out  # the finished bar, with its final count
 
