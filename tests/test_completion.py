@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl.completion import complete_overrides
+from trainctl.cli.completion import complete_overrides
 
 BIN = Path(sys.executable).parent
 
@@ -23,7 +23,9 @@ complete_words() {
     echo "${COMPREPLY[*]}"
 }
 """
-BASH_TEST = BASH_PRELUDE + r"""
+BASH_TEST = (
+    BASH_PRELUDE
+    + r"""
 complete_words trainctl train conf = ml
 complete_words trainctl train conf =
 complete_words trainctl smoke conf = lin
@@ -31,6 +33,7 @@ complete_words trainctl train optim = ada
 complete_words trainctl train conf = mf_movielens model.
 complete_words trainctl tr
 """
+)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
@@ -63,13 +66,16 @@ def test_eval_tab_completes_latest_and_run_directories(tmp_path: Path) -> None:
     job = make_run(root, "sweeps/s/optim.lr=0.01_model=mlp-46c987c3")
     (root / "latest").symlink_to(new.relative_to(root))
     (root / "tensorboard" / "mlp_digits" / new.name).mkdir(parents=True)  # event files: not a run
-    script = BASH_PRELUDE + r"""
+    script = (
+        BASH_PRELUDE
+        + r"""
 complete_words trainctl eval ""
 complete_words trainctl eval la
 complete_words trainctl eval "$ROOT/mlp_digits/202601"
 complete_words trainctl eval "$ROOT/sweeps/s/optim.lr" = "0.01_model" = m
 complete_words trainctl train --resume la
 """
+    )
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -88,7 +94,7 @@ complete_words trainctl train --resume la
 
 def test_completion_reads_configs_without_importing_torch_or_hydra() -> None:
     code = (
-        "import sys; from trainctl.completion import complete_overrides as c; "
+        "import sys; from trainctl.cli.completion import complete_overrides as c; "
         "print(c([], 'trainer.sched'), c(['model=linear'], 'model.'), "
         "'torch' in sys.modules, 'hydra' in sys.modules)"
     )

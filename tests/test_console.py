@@ -17,14 +17,14 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE, trainctl
-from trainctl.cli import app
+from trainctl.cli.app import app
 from trainctl.observe import progress as progress_module
 from trainctl.observe.events import EpochRecord, EvalRecord, RunEnd, RunStart, StepRecord
 from trainctl.observe.files import EventFile
 from trainctl.observe.progress import TrainingProgress
 from trainctl.observe.rank_view import RankView
 from trainctl.observe.ticker import Ticker
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
 
 
 class Clock:
@@ -271,7 +271,7 @@ def test_ticker_on_a_terminal_draws_a_bar_and_leaves_one_line() -> None:
 
 
 def test_compiled_models_tick_during_their_first_step_and_evaluation_only() -> None:
-    from recipes.supervised import SupervisedRecipe
+    from trainctl.recipes.supervised import SupervisedRecipe
 
     said: list[str] = []
     recipe = SupervisedRecipe.__new__(SupervisedRecipe)
@@ -382,9 +382,9 @@ def test_runs_ls_json_is_for_scripts(runs_root: Path) -> None:
 
 
 def test_sweep_ranking_prints_job_folders_and_the_sweep_folder_whole(runs_root: Path) -> None:
-    from trainctl.commands.sweep import JobResult, ranked_table
-    from trainctl.run_index import summarize
-    from trainctl.sweep import Job
+    from trainctl.cli.sweep import JobResult, ranked_table
+    from trainctl.runs.summaries import summarize
+    from trainctl.workflows.sweep_grid import Job
 
     folder = runs_root / "sweeps" / "mlp_digits-optim.lr+model.hidden+trainer.seed"
     results = []

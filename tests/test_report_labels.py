@@ -10,10 +10,10 @@ import yaml
 from omegaconf import OmegaConf
 
 from tests.conftest import SINGLE, trainctl
-from trainctl.commands.report import figures, label_runs, load, report
+from trainctl.cli.report import figures, label_runs, load, report
 from trainctl.config.compose import compose
 from trainctl.observe.plots import Figure, Series, plotted
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
 
 
 def fake_run(folder: Path, overrides: list[str]) -> RunDir:

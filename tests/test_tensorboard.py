@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import SINGLE
-from trainctl.commands.train import train
+from trainctl.cli.train import train
 from trainctl.observe.tensorboard import flat_hparams, tensorboard_dir
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
 
 SHORT = ["trainer.epochs=1", "logger=tensorboard", *SINGLE]
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 import trainctl
 from tests.conftest import REPO, SINGLE
 from trainctl import version
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 
 runner = CliRunner()
 

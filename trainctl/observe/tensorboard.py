@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from trainctl.observe.events import EpochRecord, EvalRecord, Event, RunStart, StepRecord
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
 
 HIDDEN_HPARAMS = ("run.",)  # where files go, not how the model was trained
 
