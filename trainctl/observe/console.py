@@ -48,7 +48,9 @@ class ConsoleView:
 
     def start(self, event: RunStart) -> None:
         self.epochs = event.epochs
-        cap = f" (capped at {event.max_steps} steps by trainer.max_steps)" if event.max_steps else ""
+        planned = event.epochs * event.steps_per_epoch
+        capped = event.max_steps is not None and event.max_steps < planned
+        cap = f" (capped at {event.max_steps} steps by trainer.max_steps)" if capped else ""
         self.print(
             f"[bold]{event.preset}[/]: {event.epochs} epochs x {event.steps_per_epoch} steps{cap}, "
             f"{event.parameters:,} parameters, {event.train_samples:,} train / {event.test_samples:,} test "
