@@ -1,32 +1,20 @@
-"""`trainctl eval` for a run trained on ratings: every method on the run's split, and `--cv K` folds."""
+"""`trainctl eval` for a run trained on ratings: the figures of every method, as tables."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
-from trainctl.observe.ticker import Ticker
-
-RESULTS_FILE = "eval-ratings.json"
-
-
-def is_rating_config(config: dict[str, Any]) -> bool:
-    """Whether a saved run config trained on the ratings data set."""
-    return (config.get("data") or {}).get("name") == "ratings"
 
 
 def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | None) -> bool:
     """Evaluate and print when `target` is a rating run; False (nothing done) for any other run."""
-    from trainctl.cli.evaluate import locate_checkpoint
+    from trainctl.api import locate_checkpoint
     from trainctl.training.checkpoint import load_checkpoint
+    from trainctl.workflows.rating_eval import evaluate_ratings, is_rating_config
 
-    checkpoint = locate_checkpoint(target, tag)
+    _, checkpoint = locate_checkpoint(target, tag)
     state = load_checkpoint(checkpoint)
     if not is_rating_config(state.get("config") or {}):
         if cv:
@@ -34,99 +22,6 @@ def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | No
         return False
     print_report(evaluate_ratings(checkpoint, state, overrides, cv=cv))
     return True
-
-
-def evaluate_ratings(
-    checkpoint: Path, state: dict[str, Any], overrides: Sequence[str], *, cv: int | None
-) -> dict[str, Any]:
-    """Figures of every method: on the run's split (mf = the checkpoint) and, with `cv`, over K folds."""
-    from trainctl.data.ratings import split_ratings
-    from trainctl.data.sets.ratings import load_ratings
-    from trainctl.models.mf import ids_from_state
-    from trainctl.recommend.evaluation import cross_validate, evaluate_split, run_dir_for_folds
-    from trainctl.recommend.factors import FactorRecommender
-    from trainctl.recommend.knn import KNNSettings
-
-    composed = compose(overrides, base=OmegaConf.create(state["config"]))
-    data = composed.config.data
-    ratings = load_ratings(data)
-    train, test = split_ratings(ratings, data)  # exactly the split the run trained on
-    mf = None
-    if composed.config.model.name == "mf":
-        mf, extra = FactorRecommender.from_state_dict(state["model"])
-        user_ids, item_ids = ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
-        if user_ids is not None and item_ids is not None:  # measure in the model's own index space
-            train, test = train.remap(user_ids, item_ids), test.remap(user_ids, item_ids)
-    settings = KNNSettings()
-    report: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "data": ratings.source,
-        "ratings": len(ratings),
-        "users": train.num_users,
-        "items": train.num_items,
-        "split": {
-            "train": len(train),
-            "test": len(test),
-            "test_fraction": data.test_fraction,
-            "folds": data.folds,
-            "fold": data.fold,
-            "seed": data.split_seed,
-        },
-        "knn": settings.describe(),
-        "ranking": {"n": 10, "relevant": "rated >= 4"},
-        "methods": [r.to_dict() for r in evaluate_split(train, test, mf=mf, settings=settings)],
-    }
-    if cv:
-        if cv < 2:
-            raise TrainctlError(f"--cv {cv}: cross-validation needs at least 2 folds")
-        run_dir = checkpoint.parent.parent
-        with Ticker(f"{cv}-fold cross-validation", total=cv, unit="folds") as ticker:
-            trainer = (
-                mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv), ticker)
-                if mf is not None
-                else None
-            )
-            results = cross_validate(ratings, data, cv, settings=settings, train_mf_fold=trainer)
-        report["cv"] = {"folds": cv, "seed": data.split_seed, "methods": [r.to_dict() for r in results]}
-    results_file = checkpoint.parent.parent / RESULTS_FILE
-    if (checkpoint.parent.parent / "config.yaml").is_file():
-        results_file.write_text(json.dumps(report, indent=2) + "\n")
-        report["written"] = str(results_file)
-    return report
-
-
-def mf_fold_trainer(
-    tree: DictConfig, folds: int, root: Path, ticker: Ticker
-) -> Callable[[int], tuple[float, float, float]]:
-    """A function that trains mf on all folds but one as a run under `root`: (rmse, mae, seconds);
-    `ticker` learns how many folds are done."""
-    from trainctl.plan import make_plan
-    from trainctl.runs.run_dir import create_run_dir, record_run
-    from trainctl.runtime.launch import build_launcher
-    from trainctl.runtime.worker import run_worker
-
-    def train_fold(fold: int) -> tuple[float, float, float]:
-        ticker.update(fold)
-        epochs = int(tree.trainer.epochs)
-        overrides = [
-            f"data.folds={folds}",
-            f"data.fold={fold}",
-            f"run.root={root}",
-            f"trainer.eval_every={epochs}",
-        ]
-        plan = make_plan(compose(overrides, base=tree))
-        run = create_run_dir(Path(plan.config.run.root), plan.config.preset)
-        plan.run_dir = run.path
-        record_run(run, plan.tree, plan.overrides, plan.config.preset)
-        if plan.world_size == 1:
-            summary = run_worker(plan, console=False)
-        else:
-            launcher = build_launcher(plan.config.launcher)
-            launcher.setup(plan)
-            summary = launcher.launch(plan)
-        return summary["test"]["rmse"], summary["test"]["mae"], summary["wall seconds"]
-
-    return train_fold
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from trainctl.data.ratings import Ratings, RatingsConfig, split_ratings
-from trainctl.recommend.knn import KNNRecommender, KNNSettings
+from trainctl.recommend import neighbours_or_popular
+from trainctl.recommend.knn import KNNSettings
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import Recommender, ranking_metrics, rating_errors
-from trainctl.recommend.popular import PopularRecommender
 
 CF_METHODS = ("user-cf", "item-cf", "popular")
 
@@ -44,10 +44,7 @@ def matrix_of(ratings: Ratings) -> RatingMatrix:
 def fit_method(method: str, train: RatingMatrix, settings: KNNSettings) -> tuple[Recommender, float]:
     """A k-NN or popularity recommender fitted on `train`, and the seconds fitting took."""
     started = time.perf_counter()
-    if method == "popular":
-        model: Recommender = PopularRecommender(train)
-    else:
-        model = KNNRecommender(train, user_based=method == "user-cf", settings=settings)
+    model = neighbours_or_popular(method, train, settings)
     return model, time.perf_counter() - started
 
 

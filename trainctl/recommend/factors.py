@@ -33,6 +33,14 @@ class FactorRecommender:
         arrays["rating_range"] = np.array(low_high, dtype=np.float64)
         return cls(arrays), extra
 
+    @classmethod
+    def trained(cls, state: dict[str, Any]) -> tuple[FactorRecommender, Any, Any]:
+        """The model and its user and item ids (None when the run saved none) from an mf state dict."""
+        from trainctl.models.mf import ids_from_state
+
+        model, extra = cls.from_state_dict(state)
+        return model, ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {
             "user_factors": self.user_factors,

@@ -104,17 +104,14 @@ def fitted(
     method: str, matrix: RatingMatrix, ratings: Ratings, learned: np.ndarray, settings: KNNSettings
 ) -> Fitted:
     """Fit a k-NN or popularity recommender on `matrix`."""
-    from trainctl.recommend.knn import KNNRecommender
-    from trainctl.recommend.popular import DESCRIPTION, PopularRecommender
+    from trainctl.recommend import neighbours_or_popular
+    from trainctl.recommend.popular import DESCRIPTION
 
+    recommender = neighbours_or_popular(method, matrix, settings)
     if method == "popular":
-        recommender: Any = PopularRecommender(matrix)
-        description = DESCRIPTION
-        meta: dict[str, Any] = {}
+        description, meta = DESCRIPTION, {}
     else:
-        recommender = KNNRecommender(matrix, user_based=method == "user-cf", settings=settings)
-        description = f"{method}: {settings.describe()}"
-        meta = {"settings": settings.to_dict()}
+        description, meta = f"{method}: {settings.describe()}", {"settings": settings.to_dict()}
     titles = ratings.titles if ratings.titles is not None else np.full(ratings.num_items, "", dtype=object)
     return Fitted(
         method, recommender, matrix, ratings.user_ids, ratings.item_ids, titles, learned, description, meta
@@ -124,7 +121,6 @@ def fitted(
 def fit_mf(origin: RatingsOrigin, ratings: Ratings) -> Fitted:
     """The run's trained factors, with its saved id mappings; users without training ratings are marked."""
     from trainctl.data.ratings import split_ratings
-    from trainctl.models.mf import ids_from_state
     from trainctl.recommend.factors import FactorRecommender
     from trainctl.training.checkpoint import load_checkpoint
 
@@ -135,8 +131,7 @@ def fit_mf(origin: RatingsOrigin, ratings: Ratings) -> Fitted:
         raise TrainctlError(
             "the run's model is not mf", where=str(origin.run_dir), fix="pick --method user-cf or item-cf"
         )
-    model, extra = FactorRecommender.from_state_dict(state["model"])
-    user_ids, item_ids = ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
+    model, user_ids, item_ids = FactorRecommender.trained(state["model"])
     if user_ids is None or item_ids is None:
         user_ids, item_ids = ratings.user_ids, ratings.item_ids
     train, _ = split_ratings(ratings, origin.data)

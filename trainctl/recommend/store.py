@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from trainctl.errors import TrainctlError
+from trainctl.recommend import neighbours_or_popular
 from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import Recommender
@@ -109,10 +110,10 @@ def rebuild(method: str, ratings: RatingMatrix, model: dict[str, np.ndarray], se
 
         return FactorRecommender(model)
     if method == "popular":
-        return PopularRecommender(ratings)
+        return neighbours_or_popular(method, ratings, KNNSettings())
     if method in ("user-cf", "item-cf"):
         knn = KNNSettings(**{**settings, "similarity": Similarity(settings["similarity"])})
-        return KNNRecommender(ratings, user_based=method == "user-cf", settings=knn, sim=model["sim"])
+        return neighbours_or_popular(method, ratings, knn, sim=model["sim"])
     raise TrainctlError(f"unknown method in a saved recommender: {method}")
 
 
