@@ -398,3 +398,24 @@ def test_sweep_ranking_prints_job_folders_and_the_sweep_folder_whole(runs_root: 
     assert "…" not in shown
     flat = squeeze(shown)
     assert all(r.path.name in flat for r in results) and str(folder) in flat
+
+
+def test_eval_cv_reports_its_folds_while_they_train(
+    tmp_path: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.ratings_fixtures import synthetic_rows, write_plain_csv
+    from trainctl.cli.train import train
+    from trainctl.observe import ticker
+
+    path = write_plain_csv(tmp_path / "ratings", synthetic_rows())
+    columns = ["data.format=csv", "data.user_column=uid", "data.item_column=iid", "data.rating_column=stars"]
+    columns.append("data.delimiter=';'")
+    run = train(["conf=mf_movielens", f"data.path={path}", *columns, "trainer.epochs=2", *SINGLE])["run dir"]
+    capsys.readouterr()
+    monkeypatch.setattr(ticker, "TICK_EVERY_S", 0.01)  # a line per 10 ms instead of per 10 s
+    result = CliRunner().invoke(app, ["eval", run, "--cv", "2"])
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    assert "2-fold cross-validation ..." in err
+    assert "2-fold cross-validation: 1 folds of 2 folds (50%)" in err  # the second fold training
+    assert "2-fold cross-validation: done in 0:00:" in err
