@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHES = [
+    "help",
     "overhead",
     "step_cost",
     "ddp",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,32 +24,34 @@ def data_root() -> Path:
     return root
 
 
+def in_terminal(argv: list[str], env: dict[str, str], columns: int = 80, rows: int = 30) -> tuple[int, str]:
+    """Run `argv` in a pseudo-terminal of `columns` x `rows` (so rich draws its live view as a person
+    sees it); its exit code and everything it wrote."""
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    proc = subprocess.Popen(argv, stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=REPO)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    return proc.wait(), output.decode(errors="replace")
+
+
 def run_trainctl(args: list[str], threads: int) -> list[dict]:
     """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records."""
     with tempfile.TemporaryDirectory() as runs:
         env = {**os.environ, "TRAINCTL_RUNS_DIR": runs}
-        main, secondary = pty.openpty()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trainctl", "train", *args, f"trainer.threads={threads}"],
-            stdin=secondary,
-            stdout=secondary,
-            stderr=secondary,
-            env=env,
-            cwd=REPO,
-        )
-        os.close(secondary)
-        output = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        os.close(main)
-        if proc.wait() != 0:
-            sys.exit(f"bench: trainctl failed:\n{output.decode(errors='replace')[-3000:]}")
+        argv = [sys.executable, "-m", "trainctl", "train", *args, f"trainer.threads={threads}"]
+        code, output = in_terminal(argv, env)
+        if code != 0:
+            sys.exit(f"bench: trainctl failed:\n{output[-3000:]}")
         (metrics,) = Path(runs).glob("*/*/metrics.jsonl")
         return [json.loads(line) for line in metrics.read_text().splitlines()]
 

@@ -27,6 +27,7 @@ from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.models import build_model, training_penalty
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.observe.profiling import step_profiler
+from trainctl.observe.ticker import Ticker
 from trainctl.optim import build_optimizer
 from trainctl.optim.param_groups import param_groups
 from trainctl.optim.schedules import build_scheduler
@@ -102,6 +103,7 @@ class SupervisedRecipe:
         self.best: float | None = None
         self.position = Position()
         self.last_loss = math.nan
+        self.compiled: set[str] = set()  # phases that torch.compile has compiled (model.compile=true)
         self.early_stopping = EarlyStopping(self.trainer.early_stopping, default_metric=self.monitor)
         self.profiler = step_profiler(
             self.trainer.profile and self.ctx.is_main, self.ctx.run.path / "profile", self.ctx.message
@@ -124,6 +126,7 @@ class SupervisedRecipe:
                 parameters=sum(p.numel() for p in self.model.parameters()),
                 train_samples=len(self.data.train),
                 test_samples=len(self.data.test),
+                max_steps=t.max_steps,
                 rank=self.ctx.rank,
             )
         )
@@ -142,8 +145,8 @@ class SupervisedRecipe:
             if last or stopping:
                 break
         self.profiler.close()
-        if self.early_stopping.reason:
-            self.ctx.message(self.early_stopping.reason, "warning")
+        if self.stopped_why():
+            self.ctx.message(f"stopped {self.stopped_at()}", "warning")
         if not test_metrics:  # resumed after the last epoch: measure what was saved
             test_metrics = self.evaluate(t.epochs - 1)
         return self.summary(test_metrics)  # compress=OPTION runs after the job, on last.pt
@@ -164,7 +167,8 @@ class SupervisedRecipe:
         for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
             if self.data.augment is not None:  # the data set's batch augmentation, seeded by position
                 inputs, targets, global_size = self.augment(inputs, targets, global_size, epoch, batch)
-            loss = self.train_step(inputs, targets, global_size)
+            with self.compiling("the first training step"):
+                loss = self.train_step(inputs, targets, global_size)
             loss, stop = self.strategy.reduce_step(loss, self.ctx.stop.requested)  # every rank agrees
             self.position = Position(epoch, batch + 1, self.position.step + 1)
             if not math.isfinite(loss):
@@ -215,8 +219,27 @@ class SupervisedRecipe:
             )
         )
 
+    def compiling(self, phase: str) -> contextlib.AbstractContextManager[Any]:
+        """model.compile=true: torch.compile works during the first training step and the first
+        evaluation, silently for a long while; rank 0 says so at least every 10 s while it does."""
+        if not getattr(self.cfg.model, "compile", False) or phase in self.compiled or not self.ctx.is_main:
+            return contextlib.nullcontext()
+        self.compiled.add(phase)
+        return Ticker(f"compiling the model for {phase} (model.compile=true)", say=self.ctx.message)
+
     def out_of_steps(self) -> bool:
         return self.trainer.max_steps is not None and self.position.step >= self.trainer.max_steps
+
+    def stopped_why(self) -> str | None:
+        """Why the run ended before its planned epochs (early stopping, trainer.max_steps), else None."""
+        if self.early_stopping.reason:
+            return f"early stopping: {self.early_stopping.reason}"
+        if self.out_of_steps() and self.position.step < self.total_steps:
+            return f"trainer.max_steps={self.trainer.max_steps}"
+        return None
+
+    def stopped_at(self) -> str:
+        return f"at step {self.position.step} of {self.total_steps} ({self.stopped_why()})"
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int) -> float:
         """One optimizer step over this rank's share of a global batch; returns its mean loss."""
@@ -276,7 +299,8 @@ class SupervisedRecipe:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
-        with self.precision.autocast():  # the averaged weights if any, under the data set's test-time views
+        # the averaged weights if any, under the data set's test-time views
+        with self.compiling("the first evaluation"), self.precision.autocast():
             metrics = self.strategy.evaluate(
                 evaluated_model(self.model, self.data, self.ema),
                 self.data.test,
@@ -310,12 +334,12 @@ class SupervisedRecipe:
     def summary(self, test_metrics: dict[str, float]) -> dict[str, Any]:
         describe = getattr(self.strategy.unwrap(self.model), "describe", None)
         learned = describe() if callable(describe) else {}
+        ran = {"stopped": self.stopped_at()} if self.stopped_why() else {"epochs": self.trainer.epochs}
         return {
-            "epochs": self.trainer.epochs,
+            **ran,  # the planned epochs only when the run went through them
             "steps": self.position.step,
             "train loss": self.last_loss,
             "test": test_metrics,
-            **({"stopped early": self.early_stopping.reason} if self.early_stopping.reason else {}),
             **({"model": learned} if learned else {}),
             "wall seconds": time.perf_counter() - self.ctx.started,
             "run dir": str(self.ctx.run.path),

@@ -25,12 +25,27 @@ def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    """The real data sets beside the project (CI always has them)."""
-    if not (SHARED_DATA / "mnist").is_dir():
-        pytest.skip(f"shared data sets not found at {SHARED_DATA}")
+def require_data(*folders: str) -> Path:
+    """The real data sets' root when it holds `folders`; else the test is skipped with the reason, or
+    fails when TRAINCTL_REQUIRE_DATA=1 (CI: a missing data set must not pass as a skip)."""
+    missing = [name for name in folders if not (SHARED_DATA / name).is_dir()]
+    if missing:
+        reason = (
+            f"data set {', '.join(missing)} not found under {SHARED_DATA} "
+            "(set TRAINCTL_DATA_DIR to the folder that holds it)"
+        )
+        if os.environ.get("TRAINCTL_REQUIRE_DATA") == "1":
+            pytest.fail(f"{reason}; TRAINCTL_REQUIRE_DATA=1 makes this a failure", pytrace=False)
+        pytest.skip(reason)
     return SHARED_DATA
+
+
+@pytest.fixture
+def shared_data(request: pytest.FixtureRequest) -> Path:
+    """The real data sets beside the project: the folders named by the test's `data` mark
+    (default mnist), as `require_data` finds them."""
+    mark = request.node.get_closest_marker("data")
+    return require_data(*(mark.args if mark else ("mnist",)))
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> None:

@@ -1,10 +1,9 @@
-"""The command line: fast help, and bad input as a one-screen error with exit code 2 and no run dir."""
+"""The command line: help without heavy imports, bad input as a one-screen error (exit 2, no run dir)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,15 @@ from trainctl.cli.app import app
 runner = CliRunner()
 
 
-def test_help_is_fast_and_imports_no_torch() -> None:
+def test_help_imports_neither_torch_nor_hydra() -> None:
+    """What keeps --help quick (its latency is measured by `python -m bench help`, not here)."""
     code = "import sys, trainctl.cli; print('torch' in sys.modules, 'hydra' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     for args in (["--help"], ["train", "--help"], ["configs", "show", "--help"]):
-        started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "trainctl", *args], capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
         assert result.returncode == 0, result.stderr
         assert "Example" in result.stdout
-        assert elapsed < 2.0, f"{args} took {elapsed:.2f}s"  # generous: shared CI machines vary
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,8 +63,10 @@ def test_report_of_one_run_lands_in_the_run_and_bad_targets_are_user_errors(runs
 def test_tensorboard_logger_writes_the_same_scalars_as_metrics_jsonl() -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from trainctl.observe.tensorboard import tensorboard_dir
+
     run = Path(train([*SHORT, "logger=[jsonl,tensorboard]"])["run dir"])
-    events = EventAccumulator(str(run / "tensorboard"))
+    events = EventAccumulator(str(tensorboard_dir(RunDir(run))))
     events.Reload()
     steps = records(run, "train")
     loss = events.Scalars("train/loss")
@@ -119,6 +122,7 @@ def test_profile_records_a_trace_and_reports_top_operators() -> None:
 def test_max_steps_stops_mid_epoch_and_resuming_with_a_higher_cap_continues() -> None:
     summary = train(["conf=linreg", "trainer.max_steps=150", *SINGLE])
     assert summary["steps"] == 150
+    assert re.fullmatch(r"at step 150 of \d+ \(trainer\.max_steps=150\)", summary["stopped"])
     run = Path(summary["run dir"])
     assert records(run, "train")[-1]["step"] == 150 and len(records(run, "eval")) == 2
     resumed = train(["trainer.max_steps=230"], resume=str(run))
@@ -129,10 +133,12 @@ def test_early_stopping_ends_the_run_says_why_and_keeps_the_best_checkpoint() ->
     args = ["trainer.epochs=30", "trainer.early_stopping.patience=2", "trainer.early_stopping.min_delta=1.0"]
     summary = train([*args, *SINGLE])
     assert summary["steps"] == 3 * 23  # the first evaluation sets the best; no later one can beat it by 1.0
-    assert "has not improved by more than 1 for 2 evaluation(s)" in summary["stopped early"]
+    assert summary["stopped"].startswith("at step 69 of 690 (early stopping: ")
+    assert "has not improved by more than 1 for 2 evaluation(s)" in summary["stopped"]
+    assert "epochs" not in summary  # not the 30 planned ones
     run = Path(summary["run dir"])
     assert (run / "checkpoints" / "best.pt").is_file()
-    assert "early stopping at step 69" in (run / "train.log").read_text()
+    assert "stopped at step 69 of 690 (early stopping" in (run / "train.log").read_text()
 
 
 def test_early_stopping_counts_evaluations_without_a_real_improvement() -> None:

@@ -112,6 +112,7 @@ def test_folds_partition_the_ratings(tmp_path: Path) -> None:
         load_dataset(ratings_config(tmp_path, "data.folds=5", "data.fold=5"))
 
 
+@pytest.mark.data("ml-100k")
 def test_the_shared_movielens_100k(shared_data: Path) -> None:
     ratings = load_ratings(ratings_config(shared_data))
     assert ratings.num_items == 1682 and len(ratings) >= 100_000

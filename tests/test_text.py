@@ -275,6 +275,7 @@ def test_balanced_sampler_and_class_weights(runs_root: Path) -> None:
     assert result.exit_code == 2 and "balances classes" in result.output
 
 
+@pytest.mark.data("sst2")
 def test_reads_the_shared_sst2_files(shared_data: Path) -> None:
     cfg = compose(["conf=bert_sst2", f"data.root={shared_data}"]).config.data
     train_rows = read_rows(cfg, shared_data / "sst2" / "train.tsv")

@@ -136,6 +136,7 @@ def test_reads_the_official_archive(tiny_cifar: Path, tmp_path: Path) -> None:
     assert from_tar.class_names == NAMES
 
 
+@pytest.mark.data("cifar-10-batches-py")
 def test_reads_the_shared_cifar10(shared_data: Path) -> None:
     data = cifar_data(shared_data)
     assert len(data.train) == 10_000 and len(data.test) == 5_000

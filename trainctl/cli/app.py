@@ -26,11 +26,39 @@ app.add_typer(configs_app, name="configs")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from trainctl.version import describe
+
+        typer.echo(describe())
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=show_version,
+        is_eager=True,
+        help="Print the versions of trainctl (and its git commit), torch and Python, and exit.",
+    ),
+) -> None:
+    """Train models from declarative configs. Example: trainctl train conf=mlp_mnist optim.lr=3e-3"""
+
+
 def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of overrides (conf=, group=, section.key=); reads conf/ without importing torch."""
     from trainctl.cli.completion import complete_overrides as complete
 
     return complete(list(ctx.params.get("overrides") or []), incomplete)
+
+
+def complete_run(incomplete: str) -> list[str]:
+    """Shell completion of a run: `latest` and the run directories under the runs root."""
+    from trainctl.cli.completion import complete_runs
+
+    return complete_runs(incomplete)
 
 
 OVERRIDES = typer.Argument(
@@ -79,7 +107,9 @@ def train(
         "-c",
         help="A preset-style YAML file to start from (see `trainctl configs cp`), or a saved config.yaml.",
     ),
-    resume: str | None = typer.Option(None, "--resume", help="Continue a run: RUN_DIR or 'latest'."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue a run: RUN_DIR or 'latest'.", autocompletion=complete_run
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop; nothing is written."),
 ) -> None:
     """Train a model. Example: trainctl train conf=mlp_mnist model.hidden=[512,256] trainer.epochs=5"""
@@ -91,7 +121,9 @@ def train(
 @app.command("eval")
 @user_errors
 def eval_command(
-    target: str = typer.Argument(..., help="RUN_DIR, 'latest', or a checkpoint file (.pt)."),
+    target: str = typer.Argument(
+        ..., help="RUN_DIR, 'latest', or a checkpoint file (.pt).", autocompletion=complete_run
+    ),
     overrides: list[str] | None = OVERRIDES,
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
     cv: int | None = typer.Option(
@@ -118,7 +150,11 @@ def eval_command(
 @app.command()
 @user_errors
 def predict(
-    target: str = typer.Argument(..., help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt)."),
+    target: str = typer.Argument(
+        ...,
+        help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt).",
+        autocompletion=complete_run,
+    ),
     text: list[str] | None = typer.Option(None, "--text", "-t", help="A text to label (repeatable)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="A file with one text per line."),
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
@@ -185,7 +221,9 @@ def recommend(
 @app.command()
 @user_errors
 def compress(
-    target: str = typer.Argument(..., help="The run to compress: RUN_DIR or 'latest'. It is only read."),
+    target: str = typer.Argument(
+        ..., help="The run to compress: RUN_DIR or 'latest'. It is only read.", autocompletion=complete_run
+    ),
     quantize: str | None = typer.Option(
         None,
         "--quantize",
@@ -229,8 +267,10 @@ def compress(
 @app.command()
 @user_errors
 def compare(
-    first: str = typer.Argument(..., help="A run: RUN_DIR or 'latest'."),
-    second: str = typer.Argument(..., help="Another run trained on the same data."),
+    first: str = typer.Argument(..., help="A run: RUN_DIR or 'latest'.", autocompletion=complete_run),
+    second: str = typer.Argument(
+        ..., help="Another run trained on the same data.", autocompletion=complete_run
+    ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for the latency figures."),
 ) -> None:
     """Print the report card of two runs side by side.
@@ -243,7 +283,9 @@ def compare(
 @app.command("export")
 @user_errors
 def export(
-    target: str = typer.Argument(..., help="The run to export: RUN_DIR or 'latest'. It is only read."),
+    target: str = typer.Argument(
+        ..., help="The run to export: RUN_DIR or 'latest'. It is only read.", autocompletion=complete_run
+    ),
     fmt: str = typer.Option(
         ..., "--format", "-f", help="safetensors, hf (text models), onnx or torch-export."
     ),
@@ -313,6 +355,9 @@ def runs_ls(
     root: Path | None = typer.Option(
         None, "--root", help="Runs root (default $TRAINCTL_RUNS_DIR or ./runs)."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON list (id, path, status, metric, value, seconds, ...) for scripts."
+    ),
 ) -> None:
     """Runs, newest first: status, main metric, duration, parent run.
     Example: trainctl runs ls --preset mlp_mnist"""
@@ -321,13 +366,15 @@ def runs_ls(
     from trainctl.cli.runs_list import list_runs
     from trainctl.runs.run_dir import default_runs_root
 
-    list_runs(root or default_runs_root(), preset, Console())
+    list_runs(root or default_runs_root(), preset, Console(), as_json=as_json)
 
 
 @app.command()
 @user_errors
 def report(
-    runs: list[str] = typer.Argument(..., help="Run directories, 'latest', or a sweep directory."),
+    runs: list[str] = typer.Argument(
+        ..., help="Run directories, 'latest', or a sweep directory.", autocompletion=complete_run
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",

@@ -1,5 +1,6 @@
 """Shell completion of config overrides (conf=, group=, section.key=) from conf/ YAML and the schema
-dataclasses' source, without importing torch or Hydra: it runs on every <TAB>."""
+dataclasses' source, and of runs (`latest`, run directories), without importing torch or Hydra: it
+runs on every <TAB>."""
 
 from __future__ import annotations
 
@@ -153,6 +154,22 @@ def complete_overrides(words: Sequence[str], incomplete: str) -> list[str]:
         return key_choices(incomplete, words)
     except (OSError, yaml.YAMLError, SyntaxError):  # never break the user's shell over a bad file
         return []
+
+
+def complete_runs(incomplete: str) -> list[str]:
+    """`latest` (when there is one) and the run directories under the runs root, as paths the command
+    accepts, for `trainctl eval <TAB>` and the other commands that take a run. Reads only the folder
+    listing: no run file is opened."""
+    from trainctl.runs.run_dir import LATEST, default_runs_root
+
+    root = default_runs_root()
+    try:
+        found = [*root.glob("*/*/run.json"), *root.glob("sweeps/*/*/run.json")]
+    except OSError:
+        return []
+    runs = sorted({str(p.parent) for p in found if p.parent.name != LATEST})
+    candidates = ([LATEST] if (root / LATEST).exists() else []) + runs
+    return [c for c in candidates if c.startswith(incomplete)]
 
 
 BASH_SCRIPT = r"""

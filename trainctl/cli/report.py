@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from trainctl.cli.notes import note_if_running
+from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES
 from trainctl.errors import TrainctlError
 from trainctl.observe.plots import Figure, Series, draw
 from trainctl.runs.run_dir import RunDir, default_runs_root, resolve_run
@@ -29,6 +30,7 @@ class ReportedRun:
     summary: RunSummary
     records: list[dict[str, Any]]
     config: dict[str, Any]
+    overrides: list[str] = field(default_factory=list)  # the command line's, in order
     label: str = ""
 
     def train(self, key: str) -> tuple[list[float], list[float]]:
@@ -64,25 +66,92 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def label_runs(runs: list[ReportedRun]) -> None:
-    """Label each run by the config values that differ between the runs (else by its id)."""
-    flat = [flatten(r.config) for r in runs]
+def override_pairs(overrides: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, value) of each command-line override, in order, with `conf` and `dataset.` spelled as the
+    config spells them (`preset`, `data.`)."""
+    pairs = []
+    for text in overrides:
+        key, sep, value = str(text).lstrip("+~").partition("=")
+        if not sep:
+            continue
+        head, dot, rest = key.partition(".")
+        head = GROUP_ALIASES.get(head, head) if not dot else KEY_ALIASES.get(head, head)
+        pairs.append((f"{head}{dot}{rest}", value))
+    return pairs
+
+
+def shown_key(key: str) -> str:
+    return {"preset": "conf"}.get(key, key)
+
+
+def spelled(value: Any) -> str:
+    """A value as an override spells it: lists without spaces ([512,256])."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(spelled(v) for v in value) + "]"
+    return str(value)
+
+
+def config_value(flat: dict[str, Any], key: str) -> Any:
+    """A run's value of an override key: `section.key` as set, `group` as the section's chosen name."""
+    if key in flat:
+        return flat[key]
+    return flat.get(f"{key}.name")
+
+
+def differing_keys(runs: list[ReportedRun], flat: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values differ between the runs: the command-line ones first (a sweep's swept keys,
+    in the order given), then other config keys that differ for a reason of their own. A group's own
+    keys (model.hidden under model=mlp vs linear) follow from its choice and are not listed again."""
+    ordered = list(dict.fromkeys(key for run in runs for key, _ in override_pairs(run.overrides)))
+    chosen = [k for k in ordered if k not in NOT_LABELS and len({repr(config_value(f, k)) for f in flat}) > 1]
+    groups = {k for k in chosen if "." not in k}
     keys = sorted({k for f in flat for k in f} - NOT_LABELS)
-    differing = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+    for key in keys:
+        if len({repr(f.get(key)) for f in flat}) <= 1 or key in chosen:
+            continue
+        section, _, rest = key.partition(".")
+        if section in groups:
+            continue  # follows from the group chosen on the command line
+        if rest == "name":  # a group chosen in a preset or a config file: label it as `group=option`
+            groups.add(section)
+            chosen.append(section)
+        elif f"{section}.name" not in keys or len({repr(f.get(f"{section}.name")) for f in flat}) <= 1:
+            chosen.append(key)
+    return chosen
+
+
+def label_runs(runs: list[ReportedRun]) -> list[str]:
+    """Label each run by the config values that differ between the runs (swept keys first), whole;
+    runs that differ in nothing are told apart by id. Returns the differing keys."""
+    flat = [flatten(r.config) for r in runs]
+    keys = differing_keys(runs, flat)
     for run, values in zip(runs, flat, strict=True):
-        parts = [f"{k}={values.get(k)}" for k in differing]
-        run.label = " ".join(parts)[:80] if parts else run.summary.id
+        parts = [
+            f"{shown_key(k)}={spelled(config_value(values, k))}"
+            for k in keys
+            if config_value(values, k) is not None
+        ]
+        run.label = " ".join(parts) if parts else run.summary.id
     seen: dict[str, int] = {}
     for run in runs:  # identical configs: tell them apart by id
         seen[run.label] = seen.get(run.label, 0) + 1
     for run in runs:
         if seen[run.label] > 1:
             run.label = f"{run.label} ({run.summary.id})" if run.label != run.summary.id else run.label
+    return keys
+
+
+def read_overrides(run: RunDir) -> list[str]:
+    if not run.overrides_file.is_file():
+        return []
+    return [str(o) for o in yaml.safe_load(run.overrides_file.read_text()) or []]
 
 
 def load(run: RunDir) -> ReportedRun:
     config = yaml.safe_load(run.config_file.read_text()) if run.config_file.is_file() else {}
-    return ReportedRun(run, summarize(run.path), read_metrics(run.metrics_file), config or {})
+    return ReportedRun(
+        run, summarize(run.path), read_metrics(run.metrics_file), config or {}, read_overrides(run)
+    )
 
 
 def figures(runs: list[ReportedRun]) -> list[Figure]:
@@ -143,8 +212,12 @@ def report(targets: Sequence[str], out: Path | None = None) -> Path:
             if len(runs) == 1
             else root / "reports" / time.strftime("%Y%m%d-%H%M%S")
         )
-    label_runs(runs)
-    images = [draw(figure, out / f"{figure.name}.png") for figure in figures(runs) if figure.series]
+    keys = label_runs(runs)
+    shown = figures(runs)
+    if keys:
+        for figure in shown:
+            figure.legend_title = "runs differ in: " + ", ".join(shown_key(k) for k in keys)
+    images = [draw(figure, out / f"{figure.name}.png") for figure in shown if figure.series]
     path = out / "report.md"
     path.write_text(markdown(runs, images, out))
     return path

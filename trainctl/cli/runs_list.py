@@ -1,15 +1,20 @@
-"""`trainctl runs ls`: the runs under the runs root with status, main metric, duration and parent."""
+"""`trainctl runs ls`: the runs under the runs root with status, main metric, duration and parent
+(a table whose ids wrap whole, or JSON for scripts)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from trainctl.errors import TrainctlError
-from trainctl.runs.summaries import find_runs, format_duration, format_metric
+from trainctl.runs.summaries import RunSummary, find_runs, format_duration, format_metric
 
+OTHER_COLUMNS_MIN = 32  # status, metric and date wrapped at their spaces, and the padding
 STATUS_STYLE = {
     "finished": "green",
     "failed": "red",
@@ -22,27 +27,44 @@ STATUS_STYLE = {
 }
 
 
-def list_runs(root: Path, preset: str | None, console: Console) -> None:
+def list_runs(root: Path, preset: str | None, console: Console, as_json: bool = False) -> None:
     runs = find_runs(root, preset)
+    if as_json:  # an empty list is an answer for a script, not an error
+        console.print_json(json.dumps([run_record(run) for run in runs]))
+        return
     if not runs:
         where = f" of preset '{preset}'" if preset else ""
         raise TrainctlError(
             f"no runs{where} under {root}", fix="train one first, or set --root / $TRAINCTL_RUNS_DIR"
         )
-    table = Table(show_header=True, header_style="bold")
-    for column in ("run", "status", "main metric", "duration", "parent", "created"):
-        table.add_column(column)
+    console.print(runs_table(runs, console.width))
+
+
+def run_record(run: RunSummary) -> dict[str, Any]:
+    """One run for `runs ls --json`: every field of the listing, the path absolute."""
+    return asdict(run) | {"path": str(run.path.resolve())}
+
+
+def runs_table(runs: list[RunSummary], width: int = 80) -> Table:
+    """Newest first, narrow enough for 80 columns. When the terminal is narrower, the other cells wrap
+    first; a run id folds onto more lines only when it cannot have a line to itself. Nothing is cut."""
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    longest = max(len(run.id) for run in runs)
+    keep_whole = longest + OTHER_COLUMNS_MIN <= width
+    table.add_column("run", overflow="fold", no_wrap=keep_whole)  # no_wrap: the others give way first
+    table.add_column("status", overflow="fold")
+    table.add_column("main metric", overflow="fold")
+    with_parent = any(run.parent for run in runs)
+    if with_parent:
+        table.add_column("parent", overflow="fold", no_wrap=True)
+    table.add_column("created", overflow="fold")
     for run in runs:
         style = STATUS_STYLE.get(run.status, "")
         status = f"[{style}]{run.status}[/]" if style else run.status
+        status += f" {format_duration(run.seconds)}" if run.seconds is not None else ""
         if run.note:
             status += f" ({run.note})"
-        table.add_row(
-            str(run.id),
-            status,
-            format_metric(run.metric, run.value),
-            format_duration(run.seconds),
-            run.parent or "",
-            run.created.replace("T", " "),
-        )
-    console.print(table)
+        row = [str(run.id), status, format_metric(run.metric, run.value)]
+        row += [run.parent or ""] if with_parent else []
+        table.add_row(*row, run.created.replace("T", " ")[:16])
+    return table

@@ -49,16 +49,18 @@ def ranked_table(results: list[JobResult], metric: str | None) -> Table:
         return (0, -value if higher else value)
 
     table = Table(title=f"sweep ranked by {chosen} ({'higher' if higher else 'lower'} is better)")
-    for column in ("#", "job", "status", chosen, "duration", "this time", "run dir"):
-        table.add_column(column)
+    table.add_column("#", justify="right")
+    table.add_column("job: swept values, then its folder", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column(chosen, overflow="fold")
+    table.add_column("time", overflow="fold")
     for rank, (value, result) in enumerate(sorted(scored, key=order), start=1):
         table.add_row(
             str(rank),
-            escape(result.job.label),
+            f"{escape(result.job.label)}\n[dim]{escape(result.path.name)}[/]",
             result.summary.status,
             "-" if value is None else format_metric(chosen, value).split(" ", 1)[1],
-            format_duration(result.summary.seconds),
-            "ran" if result.ran else "skipped",
-            str(result.path),
+            f"{format_duration(result.summary.seconds)}, {'ran' if result.ran else 'skipped'}",
         )
+    table.caption = f"job folders under {escape(str(results[0].path.parent))}" if results else None
     return table

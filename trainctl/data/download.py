@@ -1,4 +1,4 @@
-"""Fetch data files from mirrors with a progress bar and a checksum, or explain what is missing."""
+"""Fetch data files from mirrors with progress and a checksum, or explain what is missing."""
 
 from __future__ import annotations
 
@@ -26,10 +26,30 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(name: str, mirrors: Sequence[str], dest_dir: Path, md5: str | None, timeout: float = 30.0) -> Path:
-    """Download `name` from the first mirror that serves it with the right checksum."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Take back folders made for a download that failed (deepest first), leaving any that hold files."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def fetch(name: str, mirrors: Sequence[str], dest_dir: Path, md5: str | None, timeout: float = 30.0) -> Path:
+    """Download `name` from the first mirror that serves it with the right checksum, reporting progress
+    at least every 10 s; when every mirror fails, nothing is left behind (no partial file, no new folder)."""
+    from trainctl.observe.ticker import Ticker
+
+    made = missing_folders(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / name
     partial = dest_dir / f".{name}.part"
@@ -39,17 +59,10 @@ def fetch(name: str, mirrors: Sequence[str], dest_dir: Path, md5: str | None, ti
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    transient=True,
-                ) as bar:
-                    task = bar.add_task(f"downloading {name}", total=total)
+                with Ticker(f"downloading {url}", total=total, unit="bytes") as ticker:
                     for block in iter(lambda r=response: r.read(CHUNK), b""):
                         out.write(block)
-                        bar.advance(task, len(block))
+                        ticker.advance(len(block))
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reasons.append(f"{url}: {getattr(exc, 'reason', exc)}")
             continue
@@ -60,6 +73,7 @@ def fetch(name: str, mirrors: Sequence[str], dest_dir: Path, md5: str | None, ti
         os.replace(partial, target)
         return target
     partial.unlink(missing_ok=True)
+    remove_if_empty(made)
     raise DownloadFailed("; ".join(reasons) or "no mirrors configured")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ import torch
 
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
+from trainctl.observe.ticker import Ticker
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
 CACHE_FORMAT = 1
+ENCODE_CHUNK = 4096  # texts per tokenizer call: progress is reported between calls
 
 
 def default_pretrained_folder() -> Path:
@@ -76,18 +79,40 @@ class TokenSplit(Split):
         return self.inputs[index, :longest].long(), self.targets[index]
 
 
-def encode(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (N, longest) int32 padded with the tokenizer's pad id, and the lengths (N,)."""
-    encoded = tokenizer(
-        texts,
-        truncation=True,
-        max_length=max_length,
-        padding="longest",
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    lengths = encoded["attention_mask"].sum(dim=1)
-    return encoded["input_ids"].to(torch.int32), lengths.to(torch.int32)
+def encode(
+    tokenizer: Any, texts: list[str], max_length: int, progress: Callable[[int], None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (N, longest) int32 padded with the tokenizer's pad id, and the lengths (N,).
+
+    Long lists are tokenised ENCODE_CHUNK texts at a time (then padded to the longest of all), so
+    that `progress(texts_done)` can report; the ids are the same as one call's.
+    """
+    pieces = []
+    for start in range(0, max(len(texts), 1), ENCODE_CHUNK):
+        chunk = texts[start : start + ENCODE_CHUNK]
+        encoded = tokenizer(
+            chunk,
+            truncation=True,
+            max_length=max_length,
+            padding="longest",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        pieces.append((encoded["input_ids"].to(torch.int32), encoded["attention_mask"].sum(dim=1)))
+        if progress is not None:
+            progress(len(chunk))
+    if len(pieces) == 1:
+        return pieces[0][0], pieces[0][1].to(torch.int32)
+    longest = max(ids.shape[1] for ids, _ in pieces)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(texts), longest), pad, dtype=torch.int32)
+    row = 0
+    for chunk_ids, _ in pieces:
+        width = chunk_ids.shape[1]
+        columns = slice(longest - width, longest) if tokenizer.padding_side == "left" else slice(0, width)
+        ids[row : row + len(chunk_ids), columns] = chunk_ids
+        row += len(chunk_ids)
+    return ids, torch.cat([lengths for _, lengths in pieces]).to(torch.int32)
 
 
 def tokenizer_fingerprint(folder: Path) -> str:
@@ -122,7 +147,8 @@ def cached_encode(
             return saved["ids"], saved["lengths"]
         except Exception:  # a damaged cache file is rebuilt below
             path.unlink(missing_ok=True)
-    ids, lengths = encode(tokenizer, texts, max_length)
+    with Ticker(f"tokenising {len(texts):,} texts (cached for next time)", total=len(texts)) as ticker:
+        ids, lengths = encode(tokenizer, texts, max_length, progress=ticker.advance)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -1,4 +1,4 @@
-"""The console view of a run: live epoch and step bars on a terminal, one line per epoch elsewhere."""
+"""The console view of a run: a live progress bar on a terminal, progress and epoch lines elsewhere."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from trainctl.observe.events import EpochRecord, EvalRecord, Event, Message, RunEnd, RunStart, StepRecord
 from trainctl.observe.files import format_metrics
+from trainctl.observe.progress import TrainingProgress
 from trainctl.runs.metrics import metric_value
 
 
 class ConsoleView:
-    """Renders events for a person watching the run."""
+    """Renders events for a person watching the run: the start, one progress bar for the whole run (or
+    progress lines in a pipe), epochs, evaluations, messages and the summary.
 
-    def __init__(self, console: Console | None = None, live: bool | None = None) -> None:
+    `progress=False` leaves the progress to a caller that shows it elsewhere (the multi-rank view)."""
+
+    def __init__(
+        self, console: Console | None = None, live: bool | None = None, progress: bool = True
+    ) -> None:
         self.console = console or Console()
         self.live = self.console.is_terminal if live is None else live
-        self.progress: Progress | None = None
+        self.progress = TrainingProgress(self.console, live=self.live, own_live=True) if progress else None
         self.epochs = 0
         self.last_step: StepRecord | None = None
 
@@ -40,43 +45,29 @@ class ConsoleView:
             self.end(event)
 
     def print(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(text)
+        self.console.print(text)
 
     def start(self, event: RunStart) -> None:
         self.epochs = event.epochs
-        self.console.print(
-            f"[bold]{event.preset}[/]: {event.epochs} epochs x {event.steps_per_epoch} steps, "
+        planned = event.epochs * event.steps_per_epoch
+        capped = event.max_steps is not None and event.max_steps < planned
+        cap = f" (capped at {event.max_steps} steps by trainer.max_steps)" if capped else ""
+        self.print(
+            f"[bold]{event.preset}[/]: {event.epochs} epochs x {event.steps_per_epoch} steps{cap}, "
             f"{event.parameters:,} parameters, {event.train_samples:,} train / {event.test_samples:,} test "
-            f"samples -> {event.run_dir}"
+            f"samples -> {escape(event.run_dir)}"
         )
-        if not self.live:
-            return
-        self.progress = Progress(
-            TextColumn("{task.description:>8}"),
-            BarColumn(bar_width=30),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            refresh_per_second=4,
-        )
-        self.progress.start()
-        self.epoch_task = self.progress.add_task(
-            "epoch", total=event.epochs, completed=event.start_epoch, info=""
-        )
-        self.step_task = self.progress.add_task("step", total=event.steps_per_epoch, info="")
+        if self.progress is not None:
+            self.progress.start(event)
 
     def step(self, event: StepRecord) -> None:
         self.last_step = event
         if self.progress is not None:
-            info = f"loss {event.loss:.4f}  lr {event.lr:.2e}  {event.samples_per_s:,.0f} samples/s"
-            self.progress.update(self.step_task, completed=event.batch, info=info)
+            self.progress.step(event)
 
     def epoch_done(self, event: EpochRecord) -> None:
-        if self.progress is not None:
-            self.progress.update(self.epoch_task, completed=event.epoch + 1)
-            self.progress.reset(self.step_task, info=self.progress.tasks[self.step_task].fields["info"])
-            return
+        if self.live and self.progress is not None:
+            return  # the bar shows the epoch
         line = f"epoch {event.epoch + 1}/{self.epochs} {event.seconds:.2f}s"
         if self.last_step is not None:
             line += f"  loss {self.last_step.loss:.4f}  {self.last_step.samples_per_s:,.0f} samples/s"
@@ -84,22 +75,20 @@ class ConsoleView:
 
     def end(self, event: RunEnd) -> None:
         if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+            self.progress.end(event)
         self.console.print(summary_table(event.status, event.summary))
 
     def close(self) -> None:
         if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+            self.progress.close()
 
 
 def summary_table(status: str, summary: dict[str, Any]) -> Table:
     """The end-of-run table: status, losses, test metrics, wall time and where the run lives."""
     color = {"finished": "green", "failed": "red", "interrupted": "yellow"}.get(status, "")
     table = Table(title=f"run {status}", title_style=f"bold {color}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # paths and run ids wrap whole, never cut
     for key, value in summary.items():
         if isinstance(value, dict):
             for sub, sub_value in value.items():

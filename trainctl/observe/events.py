@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ class RunStart:
     parameters: int
     train_samples: int
     test_samples: int
+    max_steps: int | None = None  # trainer.max_steps: the run ends there, before its planned epochs
     rank: int = 0
     kind: str = "start"
 
@@ -114,14 +116,16 @@ class Sink(Protocol):
 
 
 class Reporter:
-    """Fans every event out to its sinks."""
+    """Fans every event out to its sinks, one event at a time (a progress ticker reports from a thread)."""
 
     def __init__(self, sinks: list[Sink] | None = None) -> None:
         self.sinks: list[Sink] = list(sinks or [])
+        self.lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink.emit(event)
+        with self.lock:
+            for sink in self.sinks:
+                sink.emit(event)
 
     def close(self) -> None:
         for sink in self.sinks:

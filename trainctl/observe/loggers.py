@@ -12,7 +12,7 @@ from trainctl.runs.run_dir import RunDir
 def tensorboard(run: RunDir) -> Sink:
     from trainctl.observe.tensorboard import TensorBoardSink
 
-    return TensorBoardSink(run.path / "tensorboard")
+    return TensorBoardSink(run)
 
 
 # metrics.jsonl is always written (reports, sweeps and `runs ls` read it), so `jsonl` adds nothing.

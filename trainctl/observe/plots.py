@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+
+LEGEND_WRAP = 40  # characters per legend line
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Figure:
     log_x: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)  # vertical lines: (x, label)
     ylim: tuple[float, float] | None = None
+    legend_title: str | None = None  # e.g. what the runs' labels are made of
 
 
 def pyplot():  # type: ignore[no-untyped-def]
@@ -44,6 +48,16 @@ def pyplot():  # type: ignore[no-untyped-def]
 
 def draw(figure: Figure, path: Path) -> Path:
     """Write `figure` as a PNG: one colour per series (or per run), evaluations with markers."""
+    plt = pyplot()
+    fig = plotted(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")  # the canvas grows to hold the legend
+    plt.close(fig)
+    return path
+
+
+def plotted(figure: Figure):  # type: ignore[no-untyped-def]
+    """The matplotlib figure of `figure`, its legend on the right outside the axes."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for index, series in enumerate(figure.series):
@@ -64,10 +78,16 @@ def draw(figure: Figure, path: Path) -> Path:
     if figure.log_x:
         ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
-    if figure.series:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    if figure.series:  # outside the axes, on the right, so that no curve hides under it
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(
+            handles,
+            [textwrap.fill(label, LEGEND_WRAP) for label in labels],  # long labels wrap, never cut
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            title=textwrap.fill(figure.legend_title, LEGEND_WRAP) if figure.legend_title else None,
+            title_fontsize=8,
+        )
+    return fig

@@ -1,4 +1,5 @@
-"""The parent's view of a multi-process run: one row per rank, fed by the ranks' event files."""
+"""The parent's view of a multi-process run: the run's progress bar and one row per rank, fed by the
+ranks' event files."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
 from trainctl.observe.console import ConsoleView
-from trainctl.observe.events import Event, RunEnd, StepRecord, from_record
+from trainctl.observe.events import Event, RunEnd, RunStart, StepRecord, from_record
+from trainctl.observe.progress import TrainingProgress
 
 SILENT_AFTER_S = 10.0  # a rank with no report for this long (and 3x its usual interval) is flagged
 
@@ -56,14 +58,17 @@ class EventTail:
 
 
 class RankView:
-    """Polls logs/rank<N>.events.jsonl: rank 0's events print as in a one-process run, and a live
-    table (on a terminal) shows every rank's step, loss, samples/s and time since its last report."""
+    """Polls logs/rank<N>.events.jsonl: rank 0's events print as in a one-process run; on a terminal a
+    live display shows the run's progress (step of total, bar, reduced loss, ETA) above a table of
+    every rank's step, loss, samples/s and time since its last report. In a pipe the progress comes
+    as lines (at least every 10 s while steps arrive) and the table once, at the end."""
 
     def __init__(self, logs: Path, ranks: list[int], console: Console | None = None) -> None:
         self.console = console or Console()
         self.tails = {r: EventTail(logs / f"rank{r}.events.jsonl") for r in ranks}
         self.states = {r: RankState(r) for r in ranks}
-        self.rank0 = ConsoleView(self.console, live=False) if 0 in ranks else None
+        self.rank0 = ConsoleView(self.console, live=False, progress=False) if 0 in ranks else None
+        self.progress = TrainingProgress(self.console, live=self.console.is_terminal)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True, name="trainctl-rank-view")
         self.live: Live | None = None
@@ -71,7 +76,9 @@ class RankView:
 
     def __enter__(self) -> RankView:
         if self.console.is_terminal:
-            self.live = Live(self.table(), console=self.console, refresh_per_second=4, transient=True)
+            self.live = Live(
+                console=self.console, refresh_per_second=4, transient=True, get_renderable=self.display
+            )
             self.live.start()
         self.thread.start()
         return self
@@ -80,13 +87,22 @@ class RankView:
         self.stop_event.set()
         self.thread.join()
         self.poll()  # whatever arrived last
+        if self.end is not None:
+            self.progress.end(self.end)  # the bar keeps its final count
         if self.live is not None:
             self.live.stop()
             self.live = None
+            if self.end is not None:
+                self.console.print(self.progress.renderable())
         if any(state.status != "starting" for state in self.states.values()):
             self.console.print(self.table())
         if self.end is not None and self.rank0 is not None:
             self.rank0.emit(self.end)
+
+    def display(self) -> RenderableType:
+        """What the live display shows: the progress bar (once rank 0 started) over the rank table."""
+        bar = self.progress.renderable()
+        return self.table() if bar is None else Group(bar, self.table())
 
     def loop(self) -> None:
         while not self.stop_event.wait(0.25):
@@ -94,15 +110,24 @@ class RankView:
 
     def poll(self) -> None:
         now = time.time()
+        arrived = False
         for rank, tail in self.tails.items():
             for event in tail.read():
+                arrived = True
                 self.update(self.states[rank], event, now)
-                if rank == 0 and isinstance(event, RunEnd):
+                if rank != 0:
+                    continue
+                if isinstance(event, RunEnd):
                     self.end = event  # its summary prints after the rank table
-                elif rank == 0 and self.rank0 is not None:
+                    continue
+                if isinstance(event, RunStart):
+                    self.progress.start(event)
+                elif isinstance(event, StepRecord):
+                    self.progress.step(event)
+                if self.rank0 is not None:
                     self.rank0.emit(event)
-        if self.live is not None:
-            self.live.update(self.table())
+        if arrived and self.live is not None:
+            self.live.refresh()  # the bar and the table agree with the lines just printed
 
     def update(self, state: RankState, event: Event, now: float) -> None:
         if isinstance(event, StepRecord):
@@ -119,7 +144,7 @@ class RankView:
         lead = max((s.step for s in self.states.values()), default=0)
         table = Table(title="ranks", title_style="bold")
         for column in ("rank", "epoch", "step", "loss", "samples/s", "last report", "state"):
-            table.add_column(column, justify="right" if column != "state" else "left")
+            table.add_column(column, justify="right" if column != "state" else "left", overflow="fold")
         for s in self.states.values():
             quiet = now - s.last_seen
             usual = statistics.median(s.intervals) if s.intervals else 0.0

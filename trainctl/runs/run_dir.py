@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from trainctl.errors import TrainctlError
+from trainctl.version import run_versions
 
 TIMESTAMP = "%Y%m%d-%H%M%S"
 LATEST = "latest"
@@ -85,6 +86,7 @@ def record_run(run: RunDir, tree: dict[str, Any], overrides: list[str], preset: 
         status="created",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         command=["trainctl", *sys.argv[1:]],
+        **run_versions(),  # trainctl's version (and git commit), torch's and Python's
     )
 
 

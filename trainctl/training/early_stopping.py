@@ -43,9 +43,8 @@ class EarlyStopping:
         assert self.patience is not None
         if self.bad_evals >= self.patience:
             self.reason = (
-                f"early stopping at step {step}: {self.metric} has not improved by more than "
-                f"{self.min_delta:g} for {self.bad_evals} evaluation(s); best {self.best:.6g} at step "
-                f"{self.best_step}"
+                f"{self.metric} has not improved by more than {self.min_delta:g} for {self.bad_evals} "
+                f"evaluation(s); best {self.best:.6g} at step {self.best_step}"
             )
             return True
         return False

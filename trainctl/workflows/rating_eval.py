@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
+from trainctl.observe.ticker import Ticker
 
 RESULTS_FILE = "eval-ratings.json"
 
@@ -63,10 +64,13 @@ def evaluate_ratings(
         if cv < 2:
             raise TrainctlError(f"--cv {cv}: cross-validation needs at least 2 folds")
         run_dir = checkpoint.parent.parent
-        trainer = (
-            mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv)) if mf is not None else None
-        )
-        results = cross_validate(ratings, data, cv, settings=settings, train_mf_fold=trainer)
+        with Ticker(f"{cv}-fold cross-validation", total=cv, unit="folds") as ticker:  # a line every 10 s
+            trainer = (
+                mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv), ticker)
+                if mf is not None
+                else None
+            )
+            results = cross_validate(ratings, data, cv, settings=settings, train_mf_fold=trainer)
         report["cv"] = {"folds": cv, "seed": data.split_seed, "methods": [r.to_dict() for r in results]}
     results_file = checkpoint.parent.parent / RESULTS_FILE
     if (checkpoint.parent.parent / "config.yaml").is_file():
@@ -75,11 +79,15 @@ def evaluate_ratings(
     return report
 
 
-def mf_fold_trainer(tree: DictConfig, folds: int, root: Path) -> Callable[[int], tuple[float, float, float]]:
-    """A function that trains mf on all folds but one as a run under `root`: (rmse, mae, seconds)."""
+def mf_fold_trainer(
+    tree: DictConfig, folds: int, root: Path, ticker: Ticker
+) -> Callable[[int], tuple[float, float, float]]:
+    """A function that trains mf on all folds but one as a run under `root`: (rmse, mae, seconds);
+    `ticker` learns how many folds are done."""
     from trainctl.api import run_job
 
     def train_fold(fold: int) -> tuple[float, float, float]:
+        ticker.update(fold)
         epochs = int(tree.trainer.epochs)
         overrides = [
             f"data.folds={folds}",
