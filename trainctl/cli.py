@@ -89,20 +89,26 @@ def eval_command(
     overrides: list[str] | None = OVERRIDES,
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
     cv: int | None = typer.Option(
-        None, "--cv", help="Rating runs: K-fold cross-validation of every method (trains mf K times)."
+        None, "--cv", help="Rating runs: K-fold cross-validation of the rating predictors (trains mf K times)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Evaluate a trained model on its test split (rating runs: every recommender, ranking metrics, --cv K).
-    Example: trainctl eval latest"""
+    """Evaluate a trained model on its test split (rating runs: top-10 figures of every recommender beside
+    popularity, RMSE/MAE, --cv K). Example: trainctl eval latest"""
+    import json
+
     from rich.console import Console
 
     from trainctl.commands.evaluate import evaluate_checkpoint
     from trainctl.commands.evaluate_ratings import rating_eval
     from trainctl.observe.files import format_metrics
 
-    if rating_eval(target, overrides or [], tag="best" if best else "last", cv=cv):
-        return  # a run trained on ratings: every recommendation method, ranking metrics, --cv folds
+    if rating_eval(target, overrides or [], tag="best" if best else "last", cv=cv, as_json=as_json):
+        return  # a run trained on ratings: top-N figures of every method, RMSE/MAE, --cv folds
     result = evaluate_checkpoint(target, overrides or [], tag="best" if best else "last")
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
     metrics = {k: v for k, v in result.items() if k not in ("checkpoint", "samples")}
     Console(soft_wrap=True).print(
         f"{result['checkpoint']}: test ({result['samples']} samples) {format_metrics(metrics)}"

@@ -1,4 +1,5 @@
-"""`trainctl eval` for a run trained on ratings: every method on the run's split, and `--cv K` folds."""
+"""`trainctl eval` for a run trained on ratings: top-N figures of every method on the per-user protocol,
+RMSE/MAE of the rating predictors on the run's split, and `--cv K` folds."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
 
 RESULTS_FILE = "eval-ratings.json"
+RANKING_COLUMNS = {
+    "precision@10": "P@10",
+    "recall@10": "R@10",
+    "ndcg@10": "nDCG@10",
+    "hit_rate@10": "HitRate@10",
+    "coverage": "coverage",
+}
 
 
 def is_rating_config(config: dict[str, Any]) -> bool:
@@ -20,7 +28,9 @@ def is_rating_config(config: dict[str, Any]) -> bool:
     return (config.get("data") or {}).get("name") == "ratings"
 
 
-def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | None) -> bool:
+def rating_eval(
+    target: str, overrides: Sequence[str], *, tag: str, cv: int | None, as_json: bool = False
+) -> bool:
     """Evaluate and print when `target` is a rating run; False (nothing done) for any other run."""
     from trainctl.checkpoint import load_checkpoint
     from trainctl.commands.evaluate import locate_checkpoint
@@ -31,119 +41,225 @@ def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | No
         if cv:
             raise TrainctlError("--cv applies to runs trained on ratings", fix="drop --cv")
         return False
-    print_report(evaluate_ratings(checkpoint, state, overrides, cv=cv))
+    report = evaluate_ratings(checkpoint, state, overrides, cv=cv)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
     return True
 
 
 def evaluate_ratings(
     checkpoint: Path, state: dict[str, Any], overrides: Sequence[str], *, cv: int | None
 ) -> dict[str, Any]:
-    """Figures of every method: on the run's split (mf = the checkpoint) and, with `cv`, over K folds."""
-    from trainctl.data.ratings import split_ratings
+    """Top-N figures of every method on the protocol split (the run's model measured as trained on it),
+    RMSE/MAE on the run's own split, and with `cv` K folds of the rating predictors."""
+    from trainctl.data.ratings import ranking_split, split_ratings
     from trainctl.data.sets.ratings import load_ratings
-    from trainctl.models.mf import ids_from_state
-    from trainctl.recommend.evaluation import cross_validate, evaluate_split, run_dir_for_folds
-    from trainctl.recommend.factors import FactorRecommender
-    from trainctl.recommend.knn import KNNSettings
+    from trainctl.recommend.evaluation import (
+        cross_validate,
+        evaluate_ranking,
+        evaluate_ratings_split,
+        run_dir_for_folds,
+        run_dir_for_ranking,
+    )
+    from trainctl.recommend.trained import trained_model
 
     composed = compose(overrides, base=OmegaConf.create(state["config"]))
     data = composed.config.data
+    run_dir = checkpoint.parent.parent
     ratings = load_ratings(data)
-    train, test = split_ratings(ratings, data)  # exactly the split the run trained on
+    model = trained_model(state)
+    settings = method_settings(composed.config.model, data.liked_at)
+    protocol = ranking_split(data)
+    train, test = split_ratings(ratings, protocol)
+    note = None
+    if protocol is data:
+        ranking_model = model
+    else:  # the run trained on another split: its model is trained again on the protocol's
+        note = f"{model.method}: trained again on the protocol's split, under {run_dir_for_ranking(run_dir)}"
+        ranking_model = trained_model(protocol_run_state(composed.tree, protocol, run_dir_for_ranking(run_dir)))
+    train_m, test_m = in_model_space(ranking_model, train), in_model_space(ranking_model, test)
+    from trainctl.recommend.evaluation import matrix_of
+
+    trained = {model.method: ranking_model.ranker(matrix_of(train_m), data.liked_at)}
+    ranking = evaluate_ranking(train_m, test_m, trained=trained, settings=settings)
+    own_train, own_test = split_ratings(ratings, data)  # exactly the split the run trained on
     mf = None
-    if composed.config.model.name == "mf":
-        mf, extra = FactorRecommender.from_state_dict(state["model"])
-        user_ids, item_ids = ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
-        if user_ids is not None and item_ids is not None:  # measure in the model's own index space
-            train, test = train.remap(user_ids, item_ids), test.remap(user_ids, item_ids)
-    settings = KNNSettings()
+    if model.method == "mf":
+        own_train, own_test = in_model_space(model, own_train), in_model_space(model, own_test)
+        mf = model.ranker(matrix_of(own_train), data.liked_at)
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
+        "method": model.method,
         "data": ratings.source,
         "ratings": len(ratings),
-        "users": train.num_users,
-        "items": train.num_items,
-        "split": {
+        "users": ratings.num_users,
+        "items": ratings.num_items,
+        "protocol": {
+            "split": "per_user",
+            "test_fraction": protocol.test_fraction,
+            "seed": protocol.split_seed,
             "train": len(train),
             "test": len(test),
+            "users_scored": max((row.get("users", 0) for row in ranking.values()), default=0),
+            "n": 10,
+            "relevant": f"held-out rating >= {data.liked_at:g}",
+            "candidates": "items with a training rating that the user did not rate in training",
+            "note": note,
+        },
+        "ranking": ranking,
+        "settings": {m: settings.describe(m) for m in ("ease", "item-knn", "item-cf", "popular")},
+        "rating_split": {
+            "split": str(getattr(data.split, "value", data.split)),
+            "train": len(own_train),
+            "test": len(own_test),
             "test_fraction": data.test_fraction,
             "folds": data.folds,
             "fold": data.fold,
             "seed": data.split_seed,
         },
-        "knn": settings.describe(),
-        "ranking": {"n": 10, "relevant": "rated >= 4"},
-        "methods": [r.to_dict() for r in evaluate_split(train, test, mf=mf, settings=settings)],
+        "rating": [r.to_dict() for r in evaluate_ratings_split(own_train, own_test, mf=mf, settings=settings)],
     }
     if cv:
         if cv < 2:
             raise TrainctlError(f"--cv {cv}: cross-validation needs at least 2 folds")
-        run_dir = checkpoint.parent.parent
         trainer = (
-            mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv)) if mf is not None else None
+            mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv)) if model.method == "mf" else None
         )
         results = cross_validate(ratings, data, cv, settings=settings, train_mf_fold=trainer)
         report["cv"] = {"folds": cv, "seed": data.split_seed, "methods": [r.to_dict() for r in results]}
-    results_file = checkpoint.parent.parent / RESULTS_FILE
-    if (checkpoint.parent.parent / "config.yaml").is_file():
+    if (run_dir / "config.yaml").is_file():
+        results_file = run_dir / RESULTS_FILE
         results_file.write_text(json.dumps(report, indent=2) + "\n")
         report["written"] = str(results_file)
     return report
 
 
-def mf_fold_trainer(tree: DictConfig, folds: int, root: Path) -> Callable[[int], tuple[float, float, float]]:
-    """A function that trains mf on all folds but one as a run under `root`: (rmse, mae, seconds)."""
+def method_settings(model_cfg: Any, liked_at: float) -> Any:
+    """Settings of the methods fitted on the fly: the run's own for its kind (EASE, item-kNN)."""
+    from dataclasses import fields
+
+    from trainctl.recommend.ease import EASESettings
+    from trainctl.recommend.item_knn import KNNRankerSettings
+    from trainctl.recommend.methods import MethodSettings
+
+    settings = MethodSettings(liked_at=liked_at)
+    if model_cfg.name == "ease":
+        settings.ease = EASESettings(**{f.name: getattr(model_cfg, f.name) for f in fields(EASESettings)})
+    if model_cfg.name == "item_knn":
+        settings.item_knn = KNNRankerSettings(
+            **{f.name: getattr(model_cfg, f.name) for f in fields(KNNRankerSettings)}
+        )
+    return settings
+
+
+def in_model_space(model: Any, ratings: Any) -> Any:
+    """`ratings` indexed by the model's saved id mapping (unknown ids dropped)."""
+    if model.user_ids is None or model.item_ids is None:
+        return ratings
+    return ratings.remap(model.user_ids, model.item_ids)
+
+
+def protocol_run_state(tree: DictConfig, protocol: Any, root: Path) -> dict[str, Any]:
+    """The checkpoint of the run's config trained on the protocol's split under `root` (trained now
+    unless an earlier eval left one there)."""
+    from trainctl.checkpoint import load_checkpoint
+
+    done = sorted(root.glob("*/*/checkpoints/last.pt"))
+    if not done:
+        overrides = [
+            "data.split=per_user",
+            f"data.test_fraction={protocol.test_fraction}",
+            "data.folds=0",
+            "data.fold=0",
+            f"run.root={root}",
+        ]
+        train_child_run(tree, overrides)
+        done = sorted(root.glob("*/*/checkpoints/last.pt"))
+    return load_checkpoint(done[-1])
+
+
+def train_child_run(tree: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """Train `tree` with `overrides` as a run of its own (through the planner and launcher); its summary."""
     from trainctl.launch import build_launcher
     from trainctl.plan import make_plan
     from trainctl.runs import create_run_dir, record_run
     from trainctl.worker import run_worker
 
+    plan = make_plan(compose(overrides, base=tree))
+    run = create_run_dir(Path(plan.config.run.root), plan.config.preset)
+    plan.run_dir = run.path
+    record_run(run, plan.tree, plan.overrides, plan.config.preset)
+    if plan.world_size == 1:
+        return run_worker(plan, console=False)
+    launcher = build_launcher(plan.config.launcher)
+    launcher.setup(plan)
+    return launcher.launch(plan)
+
+
+def mf_fold_trainer(tree: DictConfig, folds: int, root: Path) -> Callable[[int], tuple[float, float, float]]:
+    """A function that trains mf on all folds but one as a run under `root`: (rmse, mae, seconds)."""
+
     def train_fold(fold: int) -> tuple[float, float, float]:
         epochs = int(tree.trainer.epochs)
-        overrides = [
-            f"data.folds={folds}",
-            f"data.fold={fold}",
-            f"run.root={root}",
-            f"trainer.eval_every={epochs}",
-        ]
-        plan = make_plan(compose(overrides, base=tree))
-        run = create_run_dir(Path(plan.config.run.root), plan.config.preset)
-        plan.run_dir = run.path
-        record_run(run, plan.tree, plan.overrides, plan.config.preset)
-        if plan.world_size == 1:
-            summary = run_worker(plan, console=False)
-        else:
-            launcher = build_launcher(plan.config.launcher)
-            launcher.setup(plan)
-            summary = launcher.launch(plan)
+        summary = train_child_run(
+            tree,
+            [
+                "data.split=random",
+                f"data.folds={folds}",
+                f"data.fold={fold}",
+                f"run.root={root}",
+                f"trainer.eval_every={epochs}",
+            ],
+        )
         return summary["test"]["rmse"], summary["test"]["mae"], summary["wall seconds"]
 
     return train_fold
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The figures as rich tables: the run's split, then the cross-validation when there is one."""
+    """The figures as rich tables: top-N first, then RMSE/MAE, then the cross-validation."""
     from rich.console import Console
 
     console = Console()
-    split = report["split"]
+    protocol = report["protocol"]
     console.print(
         f"{report['checkpoint']}: {report['ratings']:,} ratings, {report['users']:,} users, "
         f"{report['items']:,} items ({report['data']})"
     )
+    rows = []
+    for method, row in report["ranking"].items():
+        if "skipped" in row:
+            rows.append([method, *(["-"] * len(RANKING_COLUMNS)), f"skipped: {row['skipped']}"])
+            continue
+        fit = "trained" if row["fit_seconds"] is None else f"{row['fit_seconds']:.2f}"
+        rows.append([method, *(f"{row[key]:.4f}" for key in RANKING_COLUMNS), fit])
     console.print(
         method_table(
-            f"run's split: {split['train']:,} train / {split['test']:,} test ratings",
-            f"top-{report['ranking']['n']} among each user's unrated items, relevant = "
-            f"{report['ranking']['relevant']}; k-NN: {report['knn']}",
-            ["RMSE", "MAE", "P@10", "R@10", "nDCG@10", "fit s"],
+            f"top-10 on each user's random {protocol['test_fraction']:.0%} held out (seed {protocol['seed']}): "
+            f"{protocol['train']:,} train / {protocol['test']:,} test ratings, {protocol['users_scored']:,} "
+            "users scored",
+            f"relevant = {protocol['relevant']}; candidates = {protocol['candidates']}; ties go to the more "
+            "popular item" + (f"\n{protocol['note']}" if protocol["note"] else ""),
+            [*RANKING_COLUMNS.values(), "fit s"],
+            rows,
+        )
+    )
+    split = report["rating_split"]
+    console.print(
+        method_table(
+            f"rating predictions on the run's split: {split['train']:,} train / {split['test']:,} test ratings",
+            "k-NN: " + report["settings"]["item-cf"],
+            ["RMSE", "MAE", "fit s"],
             [
                 [
                     row["method"],
-                    *(f"{row[key]:.4f}" for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10")),
+                    f"{row['rmse']:.4f}",
+                    f"{row['mae']:.4f}",
                     "trained" if row["method"] == "mf" else f"{row['fit_seconds']:.2f}",
                 ]
-                for row in report["methods"]
+                for row in report["rating"]
             ],
         )
     )
