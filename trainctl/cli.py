@@ -155,19 +155,21 @@ def recommend(
         None,
         "--method",
         "-m",
-        help="mf, user-cf, item-cf or popular (default: mf with a run, item-cf with --data).",
+        help="ease, item-knn, implicit-mf, mf, user-cf, item-cf or popular (default: the run's ranker, EASE "
+        "beside an mf run, item-knn with --data).",
     ),
     run: str | None = typer.Option(
-        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (the default)."
+        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (default: the newest rating run)."
     ),
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run "
-        "(user-cf, item-cf, popular).",
+        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    k: int = typer.Option(40, "--k", help="user-cf/item-cf: neighbours per prediction."),
+    k: int | None = typer.Option(
+        None, "--k", help="Neighbours: per item for item-knn (200), per prediction for user-cf/item-cf (40)."
+    ),
     similarity: str = typer.Option("pearson", "--similarity", help="user-cf/item-cf: pearson or cosine."),
     shrinkage: float = typer.Option(100.0, "--shrinkage", help="user-cf/item-cf: similarity shrinkage."),
 ) -> None:
