@@ -11,6 +11,8 @@ BENCHES = [
     "ddp",
     "throughput",
     "recommend",
+    "topn",
+    "recommend_scale",
     "compress",
     "quantize",
     "resnet_cifar",

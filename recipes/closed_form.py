@@ -17,12 +17,12 @@ import torch
 
 from trainctl.checkpoint import FORMAT, rng_state, save_atomic, seed_everything
 from trainctl.config.schema import Config
-from trainctl.data.ratings import split_ratings
-from trainctl.data.sets.ratings import load_ratings, ratings_spec
+from trainctl.data.ratings import load_ratings, split_ratings
+from trainctl.data.sets.ratings import ratings_spec
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart
 from trainctl.parallel.collectives import all_reduce_sum, barrier, gather_to_rank0
-from trainctl.recommend.interactions import as_scipy, implicit_matrices
+from trainctl.recommend.interactions import implicit_matrices
 from trainctl.recommend.item_scores import ItemItemRecommender
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import ranking_metrics
@@ -64,7 +64,7 @@ def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
     by_user, by_item = implicit_matrices(
         train.users[mine], train.items[mine], train.values[mine], shape, cfg.data.liked_at, weak
     )
-    model.fit(as_scipy(by_item), as_scipy(by_user), summed_over_ranks if ctx.world_size > 1 else None)
+    model.fit(by_item, by_user, summed_over_ranks if ctx.world_size > 1 else None)
     ctx.reporter.emit(
         EpochRecord(epoch=0, step=1, seconds=time.perf_counter() - started, samples=len(train), rank=ctx.rank)
     )

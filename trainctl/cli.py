@@ -89,7 +89,9 @@ def eval_command(
     overrides: list[str] | None = OVERRIDES,
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
     cv: int | None = typer.Option(
-        None, "--cv", help="Rating runs: K-fold cross-validation of the rating predictors (trains mf K times)."
+        None,
+        "--cv",
+        help="Rating runs: K-fold cross-validation of the rating predictors (trains mf K times).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:

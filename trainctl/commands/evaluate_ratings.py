@@ -54,8 +54,7 @@ def evaluate_ratings(
 ) -> dict[str, Any]:
     """Top-N figures of every method on the protocol split (the run's model measured as trained on it),
     RMSE/MAE on the run's own split, and with `cv` K folds of the rating predictors."""
-    from trainctl.data.ratings import ranking_split, split_ratings
-    from trainctl.data.sets.ratings import load_ratings
+    from trainctl.data.ratings import load_ratings, ranking_split, split_ratings
     from trainctl.recommend.evaluation import (
         cross_validate,
         evaluate_ranking,
@@ -78,7 +77,9 @@ def evaluate_ratings(
         ranking_model = model
     else:  # the run trained on another split: its model is trained again on the protocol's
         note = f"{model.method}: trained again on the protocol's split, under {run_dir_for_ranking(run_dir)}"
-        ranking_model = trained_model(protocol_run_state(composed.tree, protocol, run_dir_for_ranking(run_dir)))
+        ranking_model = trained_model(
+            protocol_run_state(composed.tree, protocol, run_dir_for_ranking(run_dir))
+        )
     train_m, test_m = in_model_space(ranking_model, train), in_model_space(ranking_model, test)
     from trainctl.recommend.evaluation import matrix_of
 
@@ -119,13 +120,17 @@ def evaluate_ratings(
             "fold": data.fold,
             "seed": data.split_seed,
         },
-        "rating": [r.to_dict() for r in evaluate_ratings_split(own_train, own_test, mf=mf, settings=settings)],
+        "rating": [
+            r.to_dict() for r in evaluate_ratings_split(own_train, own_test, mf=mf, settings=settings)
+        ],
     }
     if cv:
         if cv < 2:
             raise TrainctlError(f"--cv {cv}: cross-validation needs at least 2 folds")
         trainer = (
-            mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv)) if model.method == "mf" else None
+            mf_fold_trainer(composed.tree, cv, run_dir_for_folds(run_dir, cv))
+            if model.method == "mf"
+            else None
         )
         results = cross_validate(ratings, data, cv, settings=settings, train_mf_fold=trainer)
         report["cv"] = {"folds": cv, "seed": data.split_seed, "methods": [r.to_dict() for r in results]}
@@ -237,9 +242,9 @@ def print_report(report: dict[str, Any]) -> None:
         rows.append([method, *(f"{row[key]:.4f}" for key in RANKING_COLUMNS), fit])
     console.print(
         method_table(
-            f"top-10 on each user's random {protocol['test_fraction']:.0%} held out (seed {protocol['seed']}): "
-            f"{protocol['train']:,} train / {protocol['test']:,} test ratings, {protocol['users_scored']:,} "
-            "users scored",
+            f"top-10 on each user's random {protocol['test_fraction']:.0%} held out "
+            f"(seed {protocol['seed']}): {protocol['train']:,} train / {protocol['test']:,} test ratings, "
+            f"{protocol['users_scored']:,} users scored",
             f"relevant = {protocol['relevant']}; candidates = {protocol['candidates']}; ties go to the more "
             "popular item" + (f"\n{protocol['note']}" if protocol["note"] else ""),
             [*RANKING_COLUMNS.values(), "fit s"],
@@ -249,7 +254,7 @@ def print_report(report: dict[str, Any]) -> None:
     split = report["rating_split"]
     console.print(
         method_table(
-            f"rating predictions on the run's split: {split['train']:,} train / {split['test']:,} test ratings",
+            f"rating predictions on the run's split: {split['train']:,} train / {split['test']:,} test",
             "k-NN: " + report["settings"]["item-cf"],
             ["RMSE", "MAE", "fit s"],
             [

@@ -41,9 +41,7 @@ class Recommendation:
         }
 
 
-def method_settings(
-    method: str, k: int | None, similarity: str, shrinkage: float, liked_at: float
-) -> Any:
+def method_settings(method: str, k: int | None, similarity: str, shrinkage: float, liked_at: float) -> Any:
     """The settings of the chosen method; --k is the neighbour count of whichever k-NN is used."""
     from trainctl.recommend.methods import MethodSettings
 
@@ -126,7 +124,9 @@ def recommend_for(fitted: Fitted, user: str, n: int) -> Recommendation:
     return Recommendation(plain(fitted.user_ids[index]), method, description, note, items, "")
 
 
-def displayed_scores(recommender: Any, method: str, user: int, top: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def displayed_scores(
+    recommender: Any, method: str, user: int, top: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
     """What a line shows as its score: the predicted rating for rating predictors (mf, k-NN CF,
     popular's damped mean), the ranker's own score otherwise."""
     predict = getattr(recommender, "predict", None)
@@ -206,7 +206,12 @@ def render(answer: Recommendation, as_json: bool) -> None:
     if explained:
         table.add_column("because you liked")
     for row in answer.items:
-        cells = [str(row["rank"]), row["title"] or f"item {row['item']}", f"{row['score']:.3f}", f"{row['ratings']:,}"]
+        cells = [
+            str(row["rank"]),
+            row["title"] or f"item {row['item']}",
+            f"{row['score']:.3f}",
+            f"{row['ratings']:,}",
+        ]
         if explained:
             cells.append(", ".join(row["because"] or []))
         table.add_row(*cells)

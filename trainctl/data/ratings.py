@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trainctl.config.schema import FileDataConfig
-from trainctl.data.movielens import MIRRORS
+from trainctl.data.movielens import MIRRORS, ensure_movielens, is_archive_folder
 from trainctl.errors import TrainctlError
 
 
@@ -279,6 +279,15 @@ def detect_format(where: Path) -> RatingsFormat:
     return RatingsFormat.csv
 
 
+def load_ratings(cfg: RatingsConfig) -> Ratings:
+    """Every rating `cfg` points at, downloading a missing MovieLens folder first."""
+    source = config_source(cfg)
+    folder = source.ratings_file.parent
+    if not source.ratings_file.is_file() and is_archive_folder(folder):
+        ensure_movielens(folder, cfg.mirrors, cfg.download)
+    return read_ratings(source)
+
+
 def read_ratings(source: Source) -> Ratings:
     """Read a source into dense-indexed arrays; ids are mapped to indices in sorted id order."""
     if not source.ratings_file.is_file():
@@ -304,32 +313,60 @@ def read_ratings(source: Source) -> Ratings:
     if source.titles_file is not None:
         titles, listed = read_titles(source, item_ids)
         untitled = None if listed is None else np.flatnonzero(~listed)
-    return Ratings(users, items, values, user_ids, item_ids, titles, str(source.ratings_file), notes, untitled)
+    return Ratings(
+        users, items, values, user_ids, item_ids, titles, str(source.ratings_file), notes, untitled
+    )
 
 
 def read_columns(path: Path, columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The user, item and rating columns of a delimited file (ids as int64 when they all are integers)."""
+    """The user, item and rating columns of a delimited file (ids as int64 when they all are integers).
+
+    Numeric files are parsed as numbers in one pass (several times faster than as text); a file with
+    text ids is read as text.
+    """
     positions = column_positions(path, columns)
+    numeric = load_table(path, columns, positions, np.float64, quiet=True)
+    if numeric is not None:
+        ids = numeric[:, :2]
+        if np.all(ids == np.round(ids)) and np.abs(ids).max(initial=0) < 2**53:
+            return ids[:, 0].astype(np.int64), ids[:, 1].astype(np.int64), numeric[:, 2].astype(np.float32)
+    table = load_table(path, columns, positions, np.str_)
+    assert table is not None
     try:
-        table = np.loadtxt(
+        values = table[:, 2].astype(np.float32)
+    except ValueError as exc:
+        raise TrainctlError(
+            f"cannot read the ratings: {str(exc).splitlines()[0]}",
+            where=str(path),
+            fix="the rating column must hold numbers",
+        ) from None
+    return as_ids(table[:, 0]), as_ids(table[:, 1]), values
+
+
+def load_table(
+    path: Path, columns: Columns, positions: tuple[int, int, int], dtype: Any, *, quiet: bool = False
+) -> np.ndarray | None:
+    """The three columns as a (rows x 3) array of `dtype`; None when `quiet` and they do not parse."""
+    try:
+        return np.loadtxt(
             path,
             delimiter=columns.delimiter,
             skiprows=1 if columns.header else 0,
             usecols=positions,
-            dtype=np.str_,
+            dtype=dtype,
             comments=None,
             quotechar='"',
             ndmin=2,
             encoding="utf-8",
         )
-        values = table[:, 2].astype(np.float32)
     except (ValueError, IndexError) as exc:
+        if quiet:
+            return None
         raise TrainctlError(
             f"cannot read the ratings: {str(exc).splitlines()[0]}",
             where=str(path),
             fix=f"every row needs user, item and rating columns separated by {columns.delimiter!r}",
         ) from None
-    return as_ids(table[:, 0]), as_ids(table[:, 1]), values
 
 
 def column_positions(path: Path, columns: Columns) -> tuple[int, int, int]:

@@ -3,7 +3,6 @@ recipes/closed_form.py, saved in a checkpoint like any model's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +16,9 @@ from trainctl.data.types import DataSpec
 from trainctl.models import MODELS
 from trainctl.models.mf import ids_from_state, ids_to_state
 from trainctl.recommend.ease import EASESettings, ease_weights
+from trainctl.recommend.interactions import Reduce
 from trainctl.recommend.item_knn import KNNRankerSettings, knn_neighbours
 from trainctl.recommend.matrix import Compressed
-
-Reduce = Callable[[np.ndarray], np.ndarray] | None
 
 
 @dataclass
@@ -54,9 +52,9 @@ class ItemItemModel(nn.Module):
     def num_items(self) -> int:
         return self.weights.shape[1]
 
-    def fit(self, by_item: Any, by_user: Any, reduce: Reduce = None) -> None:
-        """Fit on the implicit matrix (scipy CSR, items x users and users x items of this rank's users);
-        `reduce` sums co-occurrence blocks over the data-parallel ranks."""
+    def fit(self, by_item: Compressed, by_user: Compressed, reduce: Reduce = None) -> None:
+        """Fit on the implicit matrix (items x users and users x items, this rank's users); `reduce`
+        sums co-occurrence blocks over the data-parallel ranks."""
         if self.kind == "ease":
             self.weights = torch.from_numpy(ease_weights(by_item, by_user, self.settings["lam"], reduce))
             return

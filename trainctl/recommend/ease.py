@@ -6,24 +6,20 @@ B = I - P diag(1 / diag(P)). A user's scores are x_u B.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.recommend.interactions import cooccurrence_blocks
-
-if TYPE_CHECKING:
-    import scipy.sparse as sp
+from trainctl.recommend.interactions import Reduce, cooccurrence_blocks
+from trainctl.recommend.matrix import Compressed
 
 MEMORY_LIMIT = 4 << 30  # bytes EASE may take; larger catalogues use item-kNN
 
 
 @dataclass
 class EASESettings:
-    """Defaults chosen on validation splits carved from ml-100k's training ratings (conf/model/ease.yaml)."""
+    """Defaults chosen on validation splits of ml-100k's training ratings (conf/preset/ease_movielens)."""
 
     lam: float = 300.0
     weak_weight: float = 0.5  # weight of a rated but not liked item in the implicit matrix
@@ -50,12 +46,7 @@ def check_fits(num_items: int) -> None:
         )
 
 
-def ease_weights(
-    by_item: sp.csr_matrix,
-    by_user: sp.csr_matrix,
-    lam: float,
-    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> np.ndarray:
+def ease_weights(by_item: Compressed, by_user: Compressed, lam: float, reduce: Reduce = None) -> np.ndarray:
     """The (items x items) float32 weights B; `reduce` sums the Gram blocks over data-parallel ranks."""
     num_items = by_user.shape[1]
     check_fits(num_items)

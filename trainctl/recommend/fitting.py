@@ -63,7 +63,9 @@ def origin_of_run(run_dir: Path) -> RatingsOrigin:
 
 def latest_rating_run(root: Path) -> Path:
     """The newest run under `root` that trained on ratings and has a checkpoint (whatever `latest` is)."""
-    candidates = [p.parent.parent for p in root.glob("*/*/checkpoints/last.pt") if p.parent.parent.name != "latest"]
+    candidates = [
+        p.parent.parent for p in root.glob("*/*/checkpoints/last.pt") if p.parent.parent.name != "latest"
+    ]
     candidates += [p.parent.parent for p in root.glob("sweeps/*/*/checkpoints/last.pt")]
 
     def recorded(path: Path) -> int:
@@ -151,7 +153,7 @@ def check_items_titled(ratings: Ratings, source: str) -> None:
 
 def fit(origin: RatingsOrigin, method: str, settings: MethodSettings, user: str | None = None) -> Fitted:
     """Fit `method` on every rating of the origin (a run's own model: load it from its checkpoint)."""
-    from trainctl.data.sets.ratings import load_ratings
+    from trainctl.data.ratings import load_ratings
     from trainctl.recommend.methods import fit_method
 
     ratings = load_ratings(origin.data)
@@ -177,7 +179,15 @@ def fit(origin: RatingsOrigin, method: str, settings: MethodSettings, user: str 
     learned = np.bincount(ratings.users, minlength=ratings.num_users) > 0
     meta = {"liked_at": settings.liked_at, "settings": settings.key(method)}
     return Fitted(
-        method, recommender, matrix, ratings.user_ids, ratings.item_ids, titles_of(ratings), learned, description, meta
+        method,
+        recommender,
+        matrix,
+        ratings.user_ids,
+        ratings.item_ids,
+        titles_of(ratings),
+        learned,
+        description,
+        meta,
     )
 
 

@@ -3,18 +3,16 @@ item-item co-occurrence, computed in blocks of rows so that no items x items arr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from trainctl.recommend.matrix import Compressed
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+BLOCK_ELEMENTS = 1 << 20  # (rows x items) co-occurrence entries computed at a time
+PAIR_BUDGET = 1 << 21  # (user, item) pairs gathered at a time while computing a block
 
-    import scipy.sparse as sp
-
-BLOCK_ELEMENTS = 1 << 21  # (rows x items) co-occurrence entries computed at a time
+Reduce = Callable[[np.ndarray], np.ndarray] | None
 
 
 def interaction_weights(values: np.ndarray, liked_at: float, weak_weight: float) -> np.ndarray:
@@ -27,50 +25,6 @@ def implicit_rows(ratings: Compressed, liked_at: float, weak_weight: float) -> C
     return Compressed(
         ratings.ptr, ratings.index, interaction_weights(ratings.data, liked_at, weak_weight), ratings.shape
     )
-
-
-def as_scipy(rows: Compressed) -> sp.csr_matrix:
-    """`rows` as a float32 scipy CSR matrix with int32 indices where they fit."""
-    import scipy.sparse as sp
-
-    index_type = np.int32 if max(rows.shape) < 2**31 and len(rows.data) < 2**31 else np.int64
-    return sp.csr_matrix(
-        (
-            rows.data.astype(np.float32),
-            rows.index.astype(index_type),
-            rows.ptr.astype(index_type),
-        ),
-        shape=rows.shape,
-    )
-
-
-def block_rows(num_items: int, rows: np.ndarray) -> Iterator[np.ndarray]:
-    """`rows` in consecutive blocks of about BLOCK_ELEMENTS (rows x items) entries."""
-    size = max(1, BLOCK_ELEMENTS // max(1, num_items))
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def cooccurrence_blocks(
-    by_item: sp.csr_matrix,
-    by_user: sp.csr_matrix,
-    rows: np.ndarray,
-    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows of the block, dense block of X^T X) for `rows` of the item-item co-occurrence.
-
-    `by_item` is X^T (items x users) and `by_user` X; `reduce` sums a block over data-parallel ranks
-    (each rank holds some of the users), so every rank sees the whole block.
-    """
-    for block in block_rows(by_user.shape[1], np.asarray(rows, dtype=np.int64)):
-        dense = (by_item[block] @ by_user).toarray().astype(np.float64)
-        yield block, dense if reduce is None else reduce(dense)
-
-
-def item_norms(by_item: sp.csr_matrix, reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """The diagonal of X^T X: each item's sum of squared weights (over every rank's users)."""
-    squares = np.asarray(by_item.multiply(by_item).sum(axis=1), dtype=np.float64).ravel()
-    return squares if reduce is None else reduce(squares)
 
 
 def implicit_matrices(
@@ -88,3 +42,49 @@ def implicit_matrices(
         Compressed.build(users, items, weights, shape),
         Compressed.build(items, users, weights, (shape[1], shape[0])),
     )
+
+
+def block_rows(num_items: int, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """`rows` in consecutive blocks of about BLOCK_ELEMENTS (rows x items) entries."""
+    size = max(1, BLOCK_ELEMENTS // max(1, num_items))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def cooccurrence_blocks(
+    by_item: Compressed, by_user: Compressed, rows: np.ndarray, reduce: Reduce = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows of the block, dense float64 block of X^T X) for `rows` of the item-item co-occurrence.
+
+    Row j sums, over the users v who rated j, w(v, j) times v's row of weights: numpy gathers and
+    one bincount per chunk of at most PAIR_BUDGET (user, item) pairs (a chunk may hold one user with
+    more). `reduce` sums a block over data-parallel ranks (each holds some of the users).
+    """
+    num_items = by_user.shape[1]
+    user_counts = by_user.counts()
+    for block in block_rows(num_items, np.asarray(rows, dtype=np.int64)):
+        dense = np.zeros(len(block) * num_items)
+        owner, position = by_item.entries(block)
+        users, weights = by_item.index[position], by_item.data[position]
+        reach = np.cumsum(user_counts[users])  # pairs that the block's first raters expand to
+        total = int(reach[-1]) if len(reach) else 0
+        starts = np.searchsorted(reach, np.arange(0, total, PAIR_BUDGET), "right")
+        starts[0] = 0 if len(starts) else 0
+        for start, end in zip(starts, [*starts[1:], len(users)], strict=True):
+            if start >= end:
+                continue
+            voter, pair = by_user.entries(users[start:end])
+            cells = owner[start:end][voter] * num_items + by_user.index[pair]
+            products = weights[start:end][voter].astype(np.float64) * by_user.data[pair]
+            dense += np.bincount(cells, weights=products, minlength=len(dense))
+        dense = dense.reshape(len(block), num_items)
+        yield block, dense if reduce is None else reduce(dense)
+
+
+def item_norms(by_item: Compressed, reduce: Reduce = None) -> np.ndarray:
+    """The diagonal of X^T X: each item's sum of squared weights (over every rank's users)."""
+    owner = np.repeat(np.arange(by_item.shape[0]), by_item.counts())
+    squares = np.bincount(
+        owner, weights=np.asarray(by_item.data, np.float64) ** 2, minlength=by_item.shape[0]
+    )
+    return squares if reduce is None else reduce(squares)

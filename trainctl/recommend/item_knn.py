@@ -8,22 +8,17 @@ score for item i sums the similarities of the rated items j that have i among th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainctl.recommend.interactions import cooccurrence_blocks, item_norms
+from trainctl.recommend.interactions import Reduce, cooccurrence_blocks, item_norms
 from trainctl.recommend.matrix import Compressed
-
-if TYPE_CHECKING:
-    import scipy.sparse as sp
 
 
 @dataclass
 class KNNRankerSettings:
-    """Defaults chosen on validation splits carved from ml-100k's training ratings (conf/model/item_knn.yaml)."""
+    """Defaults chosen on validation splits of ml-100k's training ratings (conf/preset/item_knn_movielens)."""
 
     k: int = 200
     alpha: float = 0.5
@@ -61,11 +56,11 @@ def similarity_block(block: np.ndarray, rows: np.ndarray, norms: np.ndarray, alp
 
 
 def knn_neighbours(
-    by_item: sp.csr_matrix,
-    by_user: sp.csr_matrix,
+    by_item: Compressed,
+    by_user: Compressed,
     settings: KNNRankerSettings,
     rows: np.ndarray | None = None,
-    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
+    reduce: Reduce = None,
 ) -> Compressed:
     """The sparse top-k similarity rows of `rows` (every item when None; other rows stay empty).
 
@@ -105,3 +100,17 @@ def neighbours_from_rows(
 def knn_memory_bytes(num_items: int, k: int) -> int:
     """Bytes of a fitted model's neighbour rows: int64 column and float32 value per neighbour."""
     return num_items * k * (8 + 4) + (num_items + 1) * 8
+
+
+def query_memory_bytes(num_users: int, num_items: int, num_ratings: int, rated: int, k: int) -> int:
+    """Peak bytes of answering one user from ratings alone (`recommend --data` with item-knn), past the
+    interpreter and the file's parsing: the ratings by user and by item (int64 index, float64 value:
+    32 B a rating) plus the sort that builds them (16 B), their implicit weights (float32: 8 B), one
+    co-occurrence block (at most BLOCK_ELEMENTS entries of 40 B: the float64 sums and a bincount's,
+    the similarities, the selection's indices), the gathered pairs (at most PAIR_BUDGET, about 40 B
+    each), the `rated` items' neighbours (12 B each) and a few score rows over the catalogue."""
+    from trainctl.recommend.interactions import BLOCK_ELEMENTS, PAIR_BUDGET
+
+    per_rating = 32 + 16 + 8
+    block = min(BLOCK_ELEMENTS, max(1, rated) * num_items) * 40 + PAIR_BUDGET * 40
+    return per_rating * num_ratings + 16 * (num_users + num_items) + block + 12 * rated * k + 32 * num_items

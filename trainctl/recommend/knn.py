@@ -162,7 +162,9 @@ class KNNRecommender:
             return None
         start, end = self.matrix.by_user.ptr[user], self.matrix.by_user.ptr[user + 1]
         rated = self.matrix.by_user.index[start:end]
-        liked = rated[self.matrix.by_user.data[start:end] >= np.nan_to_num(self.matrix.by_user.row_means()[user])]
+        liked = rated[
+            self.matrix.by_user.data[start:end] >= np.nan_to_num(self.matrix.by_user.row_means()[user])
+        ]
         if len(liked) == 0:
             return [[] for _ in items]
         sims = self.sim[np.ix_(np.asarray(items, dtype=np.int64), liked)]

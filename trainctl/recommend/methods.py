@@ -71,15 +71,15 @@ def fit_item_model(
     method: str, matrix: RatingMatrix, settings: MethodSettings, rows: np.ndarray | None = None
 ) -> Ranker:
     from trainctl.recommend.ease import ease_weights
-    from trainctl.recommend.interactions import as_scipy, implicit_rows
+    from trainctl.recommend.interactions import implicit_rows
     from trainctl.recommend.item_knn import knn_neighbours
     from trainctl.recommend.item_scores import ItemItemRecommender
 
     weak = settings.ease.weak_weight if method == "ease" else settings.item_knn.weak_weight
     by_user = implicit_rows(matrix.by_user, settings.liked_at, weak)
-    by_item = as_scipy(implicit_rows(matrix.by_item, settings.liked_at, weak))
+    by_item = implicit_rows(matrix.by_item, settings.liked_at, weak)
     if method == "ease":
-        weights: Any = ease_weights(by_item, as_scipy(by_user), settings.ease.lam)
+        weights: Any = ease_weights(by_item, by_user, settings.ease.lam)
     else:
-        weights = knn_neighbours(by_item, as_scipy(by_user), settings.item_knn, rows=rows)
+        weights = knn_neighbours(by_item, by_user, settings.item_knn, rows=rows)
     return ItemItemRecommender(method, weights, by_user)

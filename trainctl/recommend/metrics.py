@@ -37,9 +37,7 @@ def popularity_tiebreak(counts: np.ndarray) -> np.ndarray:
     return rank / max(1, len(counts))
 
 
-def top_n(
-    scores: np.ndarray, exclude: np.ndarray, n: int, tiebreak: np.ndarray | None = None
-) -> np.ndarray:
+def top_n(scores: np.ndarray, exclude: np.ndarray, n: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
     """(users x n) item indices by descending score, skipping excluded items; rows with fewer than n
     candidates are padded with -1.
 

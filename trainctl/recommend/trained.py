@@ -36,8 +36,12 @@ class TrainedModel:
         if self.method == "mf":
             return f"mf: {self.arrays['user_factors'].shape[1]} factors, the run's last checkpoint"
         if self.method == "implicit-mf":
-            return f"implicit-mf: {self.arrays['user_factors'].shape[1]} factors (softmax), the run's checkpoint"
-        details = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.settings.items())
+            return (
+                f"implicit-mf: {self.arrays['user_factors'].shape[1]} factors (softmax), the run's checkpoint"
+            )
+        details = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.settings.items()
+        )
         return f"{self.method}: {details}, fitted by the run"
 
 

@@ -9,15 +9,7 @@ import numpy as np
 import torch
 
 from trainctl.data import DATASETS
-from trainctl.data.movielens import ensure_movielens, is_archive_folder
-from trainctl.data.ratings import (
-    Ratings,
-    RatingsConfig,
-    RatingsTarget,
-    config_source,
-    read_ratings,
-    split_ratings,
-)
+from trainctl.data.ratings import Ratings, RatingsConfig, RatingsTarget, load_ratings, split_ratings
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
 from trainctl.errors import TrainctlError
 
@@ -33,15 +25,6 @@ class RatingSpec(DataSpec):
     rating_mean: float = 0.0  # over the training split
     rating_min: float = 0.0
     rating_max: float = 0.0
-
-
-def load_ratings(cfg: RatingsConfig) -> Ratings:
-    """Every rating `cfg` points at, downloading a missing MovieLens folder first."""
-    source = config_source(cfg)
-    folder = source.ratings_file.parent
-    if not source.ratings_file.is_file() and is_archive_folder(folder):
-        ensure_movielens(folder, cfg.mirrors, cfg.download)
-    return read_ratings(source)
 
 
 def as_split(ratings: Ratings, target: RatingsTarget = RatingsTarget.rating) -> Split:
