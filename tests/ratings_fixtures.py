@@ -110,7 +110,8 @@ def write_latest_small_like(folder: Path, seed: int = 0) -> Path:
     """A ratings.csv + movies.csv folder with latest-small's shape (see latest_small_like)."""
     users, items, values = latest_small_like(seed=seed)
     folder.mkdir(parents=True, exist_ok=True)
-    body = "\n".join(f"{u + 1},{item_id(i)},{r:.1f},964982703" for u, i, r in zip(users, items, values, strict=True))
+    rows = zip(users, items, values, strict=True)
+    body = "\n".join(f"{u + 1},{item_id(i)},{r:.1f},964982703" for u, i, r in rows)
     (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + body + "\n")
     movies = "\n".join(f'{item_id(k)},"{title(k)}",Drama' for k in range(int(items.max()) + 1))
     (folder / "movies.csv").write_text("movieId,title,genres\n" + movies + "\n", encoding="utf-8")
