@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from bench.common import REPO  # noqa: E402
+from bench.recommend import ml100k_root, trainctl  # noqa: E402
 
 SEED = 0
 VALIDATION_SEED = 1
@@ -42,26 +42,6 @@ TRAINCTL_ROWS = {  # method in the eval report -> row label
     "user-cf": "trainctl user-cf",
     "popular": "popularity (trainctl popular)",
 }
-
-
-def ml100k_root() -> Path:
-    root = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data")
-    if not (root / "ml-100k" / "u.data").is_file():
-        sys.exit(f"bench: MovieLens 100K is not at {root}/ml-100k; set TRAINCTL_DATA_DIR")
-    return root
-
-
-def trainctl(args: list[str], env: dict[str, str]) -> str:
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "trainctl"), *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        sys.exit(f"bench: trainctl {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return out.stdout
 
 
 def trainctl_reports(root: Path) -> list[dict[str, Any]]:
@@ -99,26 +79,22 @@ def binary_csr(ratings: Any) -> Any:
     )
 
 
-def implicit_als(params: dict[str, Any]) -> Callable[[Any], Scores]:
-    def fit(train: Any) -> Scores:
-        from implicit.cpu.als import AlternatingLeastSquares
+def implicit_factors(kind: str) -> Callable[[dict[str, Any]], Callable[[Any], Scores]]:
+    """implicit's ALS or BPR with the given settings: scores are user factors . item factors."""
 
-        model = AlternatingLeastSquares(**params, random_state=0, num_threads=1)
-        model.fit(binary_csr(train), show_progress=False)
-        return Scores("als", lambda u: model.user_factors[u] @ model.item_factors.T)
+    def with_params(params: dict[str, Any]) -> Callable[[Any], Scores]:
+        def fit(train: Any) -> Scores:
+            from implicit.cpu.als import AlternatingLeastSquares
+            from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    return fit
+            model_class = AlternatingLeastSquares if kind == "als" else BayesianPersonalizedRanking
+            model = model_class(**params, random_state=0, num_threads=1)
+            model.fit(binary_csr(train), show_progress=False)
+            return Scores(kind, lambda u: model.user_factors[u] @ model.item_factors.T)
 
+        return fit
 
-def implicit_bpr(params: dict[str, Any]) -> Callable[[Any], Scores]:
-    def fit(train: Any) -> Scores:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-        model = BayesianPersonalizedRanking(**params, random_state=0, num_threads=1)
-        model.fit(binary_csr(train), show_progress=False)
-        return Scores("bpr", lambda u: model.user_factors[u] @ model.item_factors.T)
-
-    return fit
+    return with_params
 
 
 def implicit_cosine(params: dict[str, Any]) -> Callable[[Any], Scores]:
@@ -186,7 +162,7 @@ PEERS: list[tuple[str, str, Callable[[dict[str, Any]], Callable[[Any], Scores]],
     (
         "implicit BPR",
         "implicit",
-        implicit_bpr,
+        implicit_factors("bpr"),
         [{"factors": f, "learning_rate": lr, "iterations": 100} for f in (32, 64) for lr in (0.01, 0.05)],
     ),
     (
@@ -204,7 +180,7 @@ PEERS: list[tuple[str, str, Callable[[dict[str, Any]], Callable[[Any], Scores]],
     (
         "implicit ALS",
         "implicit",
-        implicit_als,
+        implicit_factors("als"),
         [{"factors": f, "regularization": r, "iterations": 15} for f in (8, 32, 64) for r in (0.01, 1.0)],
     ),
 ]
@@ -232,7 +208,10 @@ def peer_rows(root: Path) -> list[tuple[str, dict[str, Any] | str]]:
     fit_part, validation = split_ratings(train, replace(cfg, split_seed=VALIDATION_SEED))
 
     def measure(fit: Callable[[Any], Scores], on_train: Any, on_test: Any) -> dict[str, float]:
-        return ranking_metrics(fit(on_train), matrix_of(on_train).by_user, matrix_of(on_test).by_user)
+        with warnings.catch_warnings():  # implicit notes the sparse formats it converts
+            warnings.simplefilter("ignore")
+            ranker = fit(on_train)
+        return ranking_metrics(ranker, matrix_of(on_train).by_user, matrix_of(on_test).by_user)
 
     rows: list[tuple[str, dict[str, Any] | str]] = []
     for label, module, make, grid in PEERS:
