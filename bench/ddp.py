@@ -20,7 +20,7 @@ def launch_overhead(start_method: str, workers: int = 2, repeats: int = 3) -> fl
     """Seconds from elastic_launch to every worker having run and returned (an empty function)."""
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from trainctl.launch.elastic import free_port
+    from trainctl.runtime.launch.elastic import free_port
 
     times = []
     for i in range(repeats):

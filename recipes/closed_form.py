@@ -15,18 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainctl.checkpoint import FORMAT, rng_state, save_atomic, seed_everything
 from trainctl.config.schema import Config
 from trainctl.data.ratings import load_ratings, split_ratings
 from trainctl.data.sets.ratings import ratings_spec
 from trainctl.models import build_model
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart
-from trainctl.parallel.collectives import all_reduce_sum, barrier, gather_to_rank0
 from trainctl.recommend.interactions import implicit_matrices
 from trainctl.recommend.item_scores import ItemItemRecommender
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import ranking_metrics
-from trainctl.worker import WorkerContext
+from trainctl.runtime.collectives import all_reduce_sum, barrier, gather_to_rank0
+from trainctl.runtime.worker import WorkerContext
+from trainctl.training.checkpoint import FORMAT, rng_state, save_atomic, seed_everything
 
 LOSS_CURVE = False  # `trainctl smoke` checks a fit and its determinism, not a falling loss
 

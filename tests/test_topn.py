@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import SINGLE, trainctl
 from tests.ratings_fixtures import latest_small_like, synthetic_rows, write_ml_100k
-from trainctl.checkpoint import load_checkpoint
 from trainctl.data.ratings import RatingsConfig, per_user_held_out, ranking_split
 from trainctl.recommend import interactions
 from trainctl.recommend.ease import ease_weights
@@ -22,6 +21,7 @@ from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import Compressed, RatingMatrix
 from trainctl.recommend.methods import MethodSettings, fit_method
 from trainctl.recommend.metrics import popularity_tiebreak, ranking_metrics, top_n
+from trainctl.training.checkpoint import load_checkpoint
 
 
 class FixedScores:

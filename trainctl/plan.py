@@ -65,10 +65,10 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     """
     from trainctl.compress.checks import compression_checks  # issue 5: compress=..., distill.teacher
     from trainctl.data import prepare_dataset
-    from trainctl.launch import build_launcher
     from trainctl.models import build_model
-    from trainctl.parallel import build_strategy
-    from trainctl.precision import check_precision
+    from trainctl.runtime.launch import build_launcher
+    from trainctl.runtime.parallel import build_strategy
+    from trainctl.runtime.precision import check_precision
 
     cfg = composed.config
     t = cfg.trainer
@@ -134,7 +134,7 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
         checks,
     )
     require(
-        importlib.util.find_spec(f"recipes.{cfg.recipe}") is not None,
+        importlib.util.find_spec(f"trainctl.recipes.{cfg.recipe}") is not None,
         f"recipe '{cfg.recipe}' exists",
         f"no recipe named '{cfg.recipe}'",
         "recipes live in recipes/<name>.py",

@@ -197,9 +197,9 @@ def titles_of(ratings: Ratings) -> np.ndarray:
 
 def fit_trained(origin: RatingsOrigin, ratings: Ratings, liked_at: float) -> Fitted:
     """The run's trained model with its saved id mappings; factor models mark the users they learned."""
-    from trainctl.checkpoint import load_checkpoint
     from trainctl.data.ratings import split_ratings
     from trainctl.recommend.trained import trained_model
+    from trainctl.training.checkpoint import load_checkpoint
 
     model = trained_model(load_checkpoint(origin.checkpoint()))
     user_ids = model.user_ids if model.user_ids is not None else ratings.user_ids

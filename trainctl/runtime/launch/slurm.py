@@ -1,0 +1,102 @@
+"""Launcher `slurm`: an sbatch script that runs the job on an allocation with srun and c10d rendezvous."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from trainctl.config.schema import LauncherConfig
+from trainctl.errors import TrainctlError
+from trainctl.plan import Plan
+from trainctl.runs.run_dir import RunDir
+from trainctl.runtime.launch import LAUNCHERS
+
+
+@dataclass
+class SlurmConfig(LauncherConfig):
+    nnodes: int = 2
+    nproc: int = 1  # workers per node (one per GPU, typically)
+    partition: str | None = None
+    account: str | None = None
+    time: str = "01:00:00"
+    cpus_per_task: int = 8
+    gpus_per_node: int = 0
+    port: int = 29500  # the rendezvous port on the first node of the allocation
+    max_restarts: int = 0
+    setup: str = ""  # shell lines run before srun, e.g. "source .venv/bin/activate"
+
+
+class SlurmLauncher:
+    """Writes <run dir>/slurm.sbatch and submits it; every node then runs `launcher=multinode`."""
+
+    def __init__(self, cfg: SlurmConfig) -> None:
+        self.cfg = cfg
+
+    def world_size(self) -> int:
+        return self.cfg.nnodes * self.cfg.nproc
+
+    def script(self, plan: Plan) -> str:
+        c = self.cfg
+        run_dir = str(plan.run_dir or f"{plan.config.run.root}/{plan.config.preset}/<timestamp>")
+        worker_overrides = [o for o in plan.overrides if not o.startswith("launcher")]
+        args = " ".join(shlex.quote(o) for o in worker_overrides)
+        header = [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=trainctl-{plan.config.preset}",
+            f"#SBATCH --nodes={c.nnodes}",
+            "#SBATCH --ntasks-per-node=1",
+            f"#SBATCH --cpus-per-task={c.cpus_per_task}",
+            f"#SBATCH --time={c.time}",
+            f"#SBATCH --output={run_dir}/logs/slurm-%j.out",
+        ]
+        header += [f"#SBATCH --partition={c.partition}"] if c.partition else []
+        header += [f"#SBATCH --account={c.account}"] if c.account else []
+        header += [f"#SBATCH --gpus-per-node={c.gpus_per_node}"] if c.gpus_per_node else []
+        body = [
+            "set -euo pipefail",
+            *([c.setup] if c.setup else []),
+            'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            f"export TRAINCTL_RUN_DIR={shlex.quote(run_dir)}",
+            f"srun --nodes={c.nnodes} --ntasks-per-node=1 trainctl train {args} \\",
+            f"    launcher=multinode launcher.nnodes={c.nnodes} launcher.nproc={c.nproc} \\",
+            f'    launcher.rdzv_endpoint="$head_node:{c.port}" launcher.run_id="$SLURM_JOB_ID" \\',
+            f"    launcher.max_restarts={c.max_restarts}",
+        ]
+        return "\n".join([*header, "", *body]) + "\n"
+
+    def check(self) -> list[str]:
+        if self.cfg.nnodes < 1 or self.cfg.nproc < 1:
+            raise TrainctlError("launcher.nnodes and launcher.nproc must be at least 1")
+        return [f"sbatch job of {self.cfg.nnodes} node(s) x {self.cfg.nproc} worker(s)"]
+
+    def describe(self, plan: Plan) -> str:
+        return f"submit this sbatch script (written to <run dir>/slurm.sbatch):\n{self.script(plan)}"
+
+    def setup(self, plan: Plan) -> None:
+        pass
+
+    def launch(self, plan: Plan) -> dict[str, Any]:
+        assert plan.run_dir is not None
+        run = RunDir(plan.run_dir)
+        run.logs.mkdir(parents=True, exist_ok=True)
+        path = run.path / "slurm.sbatch"
+        path.write_text(self.script(plan))
+        sbatch = shutil.which("sbatch")
+        if sbatch is None:
+            raise TrainctlError(
+                f"sbatch is not installed here; the script is written to {path}",
+                fix=f"submit it from a Slurm login node: sbatch {path}",
+            )
+        out = subprocess.run([sbatch, str(path)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise TrainctlError(f"sbatch refused the job: {out.stderr.strip()}", where=str(path))
+        print(out.stdout.strip())
+        return {"submitted": out.stdout.strip(), "script": str(path), "run dir": str(run.path)}
+
+
+@LAUNCHERS.register("slurm", SlurmConfig)
+def build_slurm(cfg: SlurmConfig) -> SlurmLauncher:
+    return SlurmLauncher(cfg)
