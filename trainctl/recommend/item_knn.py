@@ -32,12 +32,14 @@ class KNNRankerSettings:
 
 
 def top_k_rows(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(columns, values) of each row's k largest positive entries, by descending value; columns -1
-    (value 0) pad rows with fewer. Ties go to the lower column."""
-    k = min(k, block.shape[1])
-    part = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < block.shape[1] else None
-    if part is None:
-        part = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+    """(columns, values) of each row's k largest positive entries, by descending value (then column);
+    columns -1 (value 0) pad rows with fewer. Entries tied at the k-th value are kept as numpy's
+    partition picks them."""
+    width = block.shape[1]
+    if k < width:
+        part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(width), block.shape)
     values = np.take_along_axis(block, part, axis=1)
     order = np.lexsort((part, -values), axis=1)
     columns = np.take_along_axis(part, order, axis=1)
