@@ -47,7 +47,8 @@ def latest_small(folder: Path) -> None:
     print(f"latest-small-shaped folder: {len(users):,} ratings, 9,742 items, {len(counts)} users")
     print(f"  baseline: python + trainctl's CLI imports {base_seconds:.2f} s, {base_mb:.0f} MB")
     print(f"  {'user':<24}{'ratings':>8}{'wall median':>13}{'max':>7}{'peak MB':>9}{'formula MB':>12}")
-    from trainctl.recommend.item_knn import KNNRankerSettings, query_memory_bytes
+    from trainctl.models.ranker_settings import KNNRankerSettings
+    from trainctl.recommend.item_knn import query_memory_bytes
 
     for label, user in (("user 1", 1), ("median activity", typical), ("heaviest", heaviest)):
         runs = [
@@ -109,7 +110,8 @@ def ml25m_shape(folder: Path) -> None:
         [sys.executable, "-c", SCALE_SCRIPT, str(folder), str(num_users), str(num_items)]
     )
     rated, built, query, loaded = out.split()
-    from trainctl.recommend.item_knn import KNNRankerSettings, knn_memory_bytes, query_memory_bytes
+    from trainctl.models.ranker_settings import KNNRankerSettings
+    from trainctl.recommend.item_knn import knn_memory_bytes, query_memory_bytes
 
     formula = query_memory_bytes(num_users, num_items, num_ratings, int(rated), KNNRankerSettings().k)
     print(f"  one query (user with {rated} ratings): matrix built in {float(built):.1f} s, ", end="")

@@ -10,7 +10,7 @@ resume (a resumed run fits again, with the same result).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,13 +19,19 @@ from trainctl.config.schema import Config
 from trainctl.data.ratings import load_ratings, split_ratings
 from trainctl.data.sets.ratings import ratings_spec
 from trainctl.models import build_model
+from trainctl.models.ranker_settings import KNNRankerSettings
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart
-from trainctl.recommend.interactions import implicit_matrices
-from trainctl.recommend.item_scores import ItemItemRecommender
+from trainctl.recommend.ease import ease_weights
+from trainctl.recommend.interactions import Reduce, implicit_matrices
+from trainctl.recommend.item_knn import knn_neighbours
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import ranking_metrics
+from trainctl.recommend.trained import build_ranker
 from trainctl.runtime.collectives import all_reduce_sum, barrier, gather_to_rank0
-from trainctl.runtime.worker import WorkerContext
+
+if TYPE_CHECKING:
+    from trainctl.recommend.matrix import Compressed
+    from trainctl.runtime.worker import WorkerContext
 from trainctl.training.checkpoint import FORMAT, rng_state, save_atomic, seed_everything
 
 LOSS_CURVE = False  # `trainctl smoke` checks a fit and its determinism, not a falling loss
@@ -64,7 +70,7 @@ def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
     by_user, by_item = implicit_matrices(
         train.users[mine], train.items[mine], train.values[mine], shape, cfg.data.liked_at, weak
     )
-    model.fit(by_item, by_user, summed_over_ranks if ctx.world_size > 1 else None)
+    fit(model, by_item, by_user, summed_over_ranks if ctx.world_size > 1 else None)
     ctx.reporter.emit(
         EpochRecord(epoch=0, step=1, seconds=time.perf_counter() - started, samples=len(train), rank=ctx.rank)
     )
@@ -93,13 +99,23 @@ def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
     }
 
 
+def fit(model: Any, by_item: Compressed, by_user: Compressed, reduce: Reduce) -> None:
+    """Fit the model's weights on this rank's users (`reduce` sums co-occurrence blocks over ranks)."""
+    if model.kind == "ease":
+        model.set_weights(ease_weights(by_item, by_user, model.settings["lam"], reduce))
+        return
+    settings = KNNRankerSettings(**model.settings)
+    rows = knn_neighbours(by_item, by_user, settings, reduce=reduce)
+    model.set_neighbours(rows.ptr, rows.index, rows.data)
+
+
 def test_ranking(
     model: Any, train: Any, test: Any, shape: tuple[int, int], liked_at: float, weak: float
 ) -> dict[str, float]:
     """Top-10 figures of the fitted model on the test split (every user's training ratings count)."""
-    by_user, _ = implicit_matrices(train.users, train.items, train.values, shape, liked_at, weak)
-    ranker = ItemItemRecommender(model.kind, model.item_weights(), by_user)
     train_matrix = RatingMatrix.build(train.users, train.items, train.values, shape)
+    method = "ease" if model.kind == "ease" else "item-knn"
+    ranker = build_ranker(method, model.arrays(), train_matrix, liked_at, model.settings)
     test_matrix = RatingMatrix.build(test.users, test.items, test.values, shape)
     metrics = ranking_metrics(ranker, train_matrix.by_user, test_matrix.by_user, liked_at=liked_at)
     metrics.pop("users", None)

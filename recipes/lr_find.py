@@ -1,4 +1,4 @@
-"""Learning-rate range test: train with an exponentially rising rate and suggest where loss falls fastest.
+"""Recipe `lr_find`: train with an exponentially rising rate and suggest where the loss falls fastest.
 
 The rule: smooth the loss with an exponential moving average (beta 0.98, bias-corrected), and pick the
 rate where the smoothed loss falls steepest against log(rate), looking only below the rate of the
@@ -13,8 +13,13 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trainctl.errors import TrainctlError
+
+if TYPE_CHECKING:
+    from trainctl.config.schema import Config
+    from trainctl.runtime.worker import WorkerContext
 
 SMOOTHING = 0.98
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
@@ -58,65 +63,55 @@ def rates(start: float, end: float, steps: int) -> list[float]:
     return [start * (end / start) ** (i / (steps - 1)) for i in range(steps)]
 
 
-def lr_find(
-    overrides: Sequence[str], *, steps: int = 200, start: float = 1e-7, end: float = 10.0
-) -> LrFindResult:
-    """Run the range test on the config's model, data and optimizer in this process; save a plot."""
+def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
+    """Run the range test on the config's model, data and optimizer (one process); save a plot."""
     import torch
     from trainctl.recipes.supervised import SupervisedRecipe
 
-    from trainctl.config.compose import compose
-    from trainctl.observe.events import Reporter
-    from trainctl.observe.plots import Figure, Series, draw
-    from trainctl.plan import make_plan
-    from trainctl.runs.run_dir import create_run_dir
-    from trainctl.runtime.parallel import build_strategy
-    from trainctl.runtime.worker import StopFlag, WorkerContext
+    settings = {"steps": 200, "start": 1e-7, "end": 10.0, **ctx.plan.recipe_args}
+    steps, start, end = int(settings["steps"]), float(settings["start"]), float(settings["end"])
+    recipe = SupervisedRecipe(cfg, ctx)
+    recipe.setup()
+    recipe.scheduler = torch.optim.lr_scheduler.LambdaLR(recipe.optimizer, lambda step: 1.0)
+    schedule = rates(start, end, steps)
+    losses: list[float] = []
+    stopped = f"reached --end-lr {end:g}"
+    for lr, (inputs, targets, size) in zip(schedule, batches(recipe), strict=False):
+        for group in recipe.optimizer.param_groups:
+            group["lr"] = lr
+        loss = recipe.train_step(inputs, targets, size)
+        if not math.isfinite(loss):
+            stopped = f"the loss became {loss} at rate {lr:.3g}"
+            break
+        losses.append(loss)
+        smoothed = smooth(losses)
+        if len(losses) > 10 and smoothed[-1] > DIVERGED * min(smoothed):
+            stopped = f"the loss diverged (over {DIVERGED:g}x its minimum) at rate {lr:.3g}"
+            break
+        if ctx.stop.requested:
+            stopped = "interrupted"
+            break
+    result = save_result(schedule[: len(losses)], losses, stopped, ctx.run.path, cfg.preset)
+    return {
+        "steps": len(result.rates),
+        "stopped": stopped,
+        "suggested": result.suggested,
+        "run dir": result.folder,
+    }
 
-    if not (0 < start < end) or steps < 10:
-        raise TrainctlError("need 0 < --start-lr < --end-lr and --steps >= 10")
-    given = {o.split("=", 1)[0] for o in overrides}
-    forced = [o for o in ("parallel=none", "launcher.nproc=1") if o.split("=", 1)[0] not in given]
-    plan = make_plan(compose([*overrides, *forced]))
-    if plan.world_size != 1:
-        raise TrainctlError("lr-find runs in one process", fix="drop the parallel/launcher overrides")
-    cfg = plan.config
-    folder = create_run_dir(Path(cfg.run.root) / "lr_find", cfg.preset)
-    plan.run_dir = folder.path
-    torch.set_num_threads(plan.threads_per_worker)
-    strategy = build_strategy(cfg.parallel)
-    device = torch.device("cuda" if plan.device == "cuda" else "cpu")
-    strategy.setup(0, 1, device)
-    with StopFlag() as stop:
-        ctx = WorkerContext(folder, plan, device, Reporter([]), strategy, stop)
-        recipe = SupervisedRecipe(cfg, ctx)
-        recipe.setup()
-        recipe.scheduler = torch.optim.lr_scheduler.LambdaLR(recipe.optimizer, lambda step: 1.0)
-        schedule = rates(start, end, steps)
-        losses: list[float] = []
-        stopped = f"reached --end-lr {end:g}"
-        for lr, (inputs, targets, size) in zip(schedule, batches(recipe), strict=False):
-            for group in recipe.optimizer.param_groups:
-                group["lr"] = lr
-            loss = recipe.train_step(inputs, targets, size)
-            if not math.isfinite(loss):
-                stopped = f"the loss became {loss} at rate {lr:.3g}"
-                break
-            losses.append(loss)
-            smoothed = smooth(losses)
-            if len(losses) > 10 and smoothed[-1] > DIVERGED * min(smoothed):
-                stopped = f"the loss diverged (over {DIVERGED:g}x its minimum) at rate {lr:.3g}"
-                break
-            if stop.requested:
-                stopped = "interrupted"
-                break
+
+def save_result(
+    tried: list[float], losses: list[float], stopped: str, folder: Path, preset: str
+) -> LrFindResult:
+    """The suggestion, lr_find.json and the plot lr_find.png in `folder`."""
+    from trainctl.observe.plots import Figure, Series, draw
+
     smoothed = smooth(losses)
-    tried = schedule[: len(losses)]
     suggested, min_over_10 = suggest(tried, smoothed)
-    result = LrFindResult(tried, losses, smoothed, suggested, min_over_10, stopped, str(folder.path))
+    result = LrFindResult(tried, losses, smoothed, suggested, min_over_10, stopped, str(folder))
     figure = Figure(
         "lr_find",
-        f"learning-rate range test: {cfg.preset}",
+        f"learning-rate range test: {preset}",
         "train loss",
         xlabel="learning rate",
         log_x=True,
@@ -125,8 +120,8 @@ def lr_find(
         ylim=(min(losses) * 0.8, max(smoothed) * 1.5) if min(losses) > 0 else None,  # past divergence: off
         log_y=True,
     )
-    draw(figure, folder.path / "lr_find.png")
-    (folder.path / "lr_find.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
+    draw(figure, folder / "lr_find.png")
+    (folder / "lr_find.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
     return result
 
 

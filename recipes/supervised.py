@@ -14,24 +14,25 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainctl.compress.job import compress_after_training
+from trainctl.compress.stored import rebuild_from_file
 from trainctl.config.schema import Config
 from trainctl.data import load_dataset
+from trainctl.data.augment import batch_seed
 from trainctl.data.samplers import build_order
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.models import build_model
+from trainctl.models import build_model, training_penalty
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.observe.profiling import step_profiler
 from trainctl.optim import build_optimizer
 from trainctl.optim.param_groups import param_groups
 from trainctl.optim.schedules import build_scheduler
+from trainctl.runs.metrics import higher_is_better
 from trainctl.runtime.collectives import gather_to_rank0
 from trainctl.runtime.precision import MixedPrecision
-from trainctl.runtime.worker import WorkerContext
 from trainctl.training.checkpoint import (
     FORMAT,
     load_checkpoint,
@@ -40,11 +41,14 @@ from trainctl.training.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from trainctl.training.distillation import build_distiller
+from trainctl.training.distillation import Distiller, teacher_checkpoint
 from trainctl.training.early_stopping import EarlyStopping
 from trainctl.training.ema import WeightEMA
 from trainctl.training.evaluation import evaluated_model
-from trainctl.training.objective import build_objective, higher_is_better
+from trainctl.training.objective import build_objective
+
+if TYPE_CHECKING:
+    from trainctl.runtime.worker import WorkerContext
 
 
 @dataclass
@@ -69,7 +73,7 @@ class SupervisedRecipe:
         self.data = load_dataset(self.cfg.data)
         self.objective = build_objective(self.trainer, self.data, self.ctx.device)  # + class_weights
         # distill.teacher: a teacher run's soft targets join the loss; each rank loads its own teacher
-        self.distiller = build_distiller(self.cfg, self.data.spec, self.objective, self.ctx.device)
+        self.distiller = self.build_distiller()
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         seed_everything(self.trainer.seed + self.ctx.rank)  # then each rank its own dropout masks
         self.model = self.strategy.wrap(model)
@@ -98,7 +102,6 @@ class SupervisedRecipe:
         self.best: float | None = None
         self.position = Position()
         self.last_loss = math.nan
-        # issue 7: early stopping, profiler
         self.early_stopping = EarlyStopping(self.trainer.early_stopping, default_metric=self.monitor)
         self.profiler = step_profiler(
             self.trainer.profile and self.ctx.is_main, self.ctx.run.path / "profile", self.ctx.message
@@ -143,8 +146,15 @@ class SupervisedRecipe:
             self.ctx.message(self.early_stopping.reason, "warning")
         if not test_metrics:  # resumed after the last epoch: measure what was saved
             test_metrics = self.evaluate(t.epochs - 1)
-        # compress=OPTION: rank 0 compresses last.pt into a child run (report card, `latest` points at it)
-        return self.summary(test_metrics) | compress_after_training(self.cfg, self.ctx)
+        return self.summary(test_metrics)  # compress=OPTION runs after the job, on last.pt
+
+    def build_distiller(self) -> Distiller | None:
+        """The distillation loss of distill.teacher, its teacher rebuilt on this rank; None without one."""
+        d = self.cfg.distill
+        if not d.teacher:
+            return None
+        teacher = rebuild_from_file(teacher_checkpoint(d), self.data.spec, self.ctx.device)
+        return Distiller(teacher, d.temperature, d.alpha, self.objective)
 
     def train_epoch(self, epoch: int) -> None:
         t = self.trainer
@@ -245,9 +255,8 @@ class SupervisedRecipe:
         return self.objective.loss(outputs, targets)
 
     def regularization(self) -> torch.Tensor | float:
-        """Hook: the penalty a model's last forward pass left in `.penalty` (mf's L2 on its rows), else 0."""
-        penalty = getattr(self.strategy.unwrap(self.model), "penalty", None)
-        return 0.0 if penalty is None else penalty
+        """The model's own penalty of its last forward pass (mf's L2 on its rows), else 0."""
+        return training_penalty(self.strategy.unwrap(self.model))
 
     def augment(
         self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int, epoch: int, batch: int
@@ -256,7 +265,7 @@ class SupervisedRecipe:
 
         Repeated samples (batch augmentation) count in the global batch size that weighs the loss.
         """
-        seed = ((self.trainer.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.ctx.rank
+        seed = batch_seed(self.trainer.seed, epoch, batch, self.ctx.rank)
         device = self.ctx.device
         augmented, repeated = self.data.augment(inputs.to(device), targets.to(device), seed)
         return augmented, repeated, global_size * len(repeated) // len(targets)

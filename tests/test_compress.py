@@ -13,12 +13,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE
+from trainctl.api import open_run as load_run
 from trainctl.cli.app import app
 from trainctl.cli.evaluate import evaluate_checkpoint
 from trainctl.cli.train import train
 from trainctl.compress import build_passes
 from trainctl.compress.base import PassJob
-from trainctl.compress.job import compress_run, load_run
+from trainctl.compress.child_run import compress_run
 from trainctl.compress.passes.prune import narrowables
 from trainctl.compress.report import static_figures
 from trainctl.compress.stored import rebuild_model

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SINGLE, trainctl
-from trainctl.cli.sweep import job_state
 from trainctl.errors import TrainctlError
 from trainctl.runs.run_dir import RunDir
+from trainctl.workflows.sweep import job_state
 from trainctl.workflows.sweep_grid import Job, expand, sweep_name
 
 

@@ -13,9 +13,10 @@ import pytest
 from tests.conftest import SINGLE, trainctl
 from tests.ratings_fixtures import latest_small_like, synthetic_rows, write_ml_100k
 from trainctl.data.ratings import RatingsConfig, per_user_held_out, ranking_split
+from trainctl.models.ranker_settings import KNNRankerSettings
 from trainctl.recommend import interactions
 from trainctl.recommend.ease import ease_weights
-from trainctl.recommend.item_knn import KNNRankerSettings, knn_neighbours, query_memory_bytes
+from trainctl.recommend.item_knn import knn_neighbours, query_memory_bytes
 from trainctl.recommend.item_scores import ItemItemRecommender
 from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import Compressed, RatingMatrix

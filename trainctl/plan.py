@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import OmegaConf
 
 from trainctl.config.compose import Composed
-from trainctl.config.schema import Config, Device
+from trainctl.config.schema import Config, TrainerConfig
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
+from trainctl.runtime.devices import resolve_device, worker_threads
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,6 +43,7 @@ class Plan:
     collective_timeout_s: float = 600.0
     run_dir: Path | None = None
     resume_from: Path | None = None
+    recipe_args: dict[str, Any] = field(default_factory=dict)  # what a workflow hands its recipe (lr-find)
 
     @property
     def steps_per_epoch(self) -> int | None:
@@ -56,34 +57,85 @@ def require(ok: bool, passed: str, what: str, fix: str, checks: list[str]) -> No
     checks.append(passed)
 
 
-def make_plan(composed: Composed, *, world_size: int | None = None, download: bool = True) -> Plan:
+def make_plan(
+    composed: Composed,
+    *,
+    world_size: int,
+    local_workers: int,
+    launcher_checks: Sequence[str] = (),
+    download: bool = True,
+) -> Plan:
     """Check the config as a whole and derive the numbers every rank shares.
 
-    `world_size` comes from the environment when an outside launcher (torchrun, srun) started us;
-    otherwise the launcher config decides it. With `download`, missing data files are fetched now,
-    once, before any worker starts.
+    `world_size` and `local_workers` (the workers sharing this machine's cores) come from the launcher
+    config, or from the environment when an outside launcher (torchrun, srun) started us. With
+    `download`, missing data files are fetched now, once, before any worker starts.
     """
-    from trainctl.compress.checks import compression_checks  # issue 5: compress=..., distill.teacher
     from trainctl.data import prepare_dataset
     from trainctl.models import build_model
-    from trainctl.runtime.launch import build_launcher
-    from trainctl.runtime.parallel import build_strategy
     from trainctl.runtime.precision import check_precision
 
     cfg = composed.config
-    t = cfg.trainer
-    checks: list[str] = []
-    launcher = build_launcher(cfg.launcher)
-    checks += launcher.check() if world_size is None else []
-    world = world_size or launcher.world_size()
+    checks = list(launcher_checks)
     require(
-        world >= 1, f"world size {world}", f"the launcher asks for {world} processes", "use 1 or more", checks
+        world_size >= 1,
+        f"world size {world_size}",
+        f"the launcher asks for {world_size} processes",
+        "use 1 or more",
+        checks,
     )
     info = prepare_dataset(cfg.data, download=download)
-    strategy = build_strategy(cfg.parallel)
     model = functools.cache(lambda: build_model(cfg.model, info.spec))  # built once, only if a check needs it
-    checks += strategy.check(cfg, world, model)
-    checks += compression_checks(cfg, info.spec, model, strategy.owns_step)
+    data_world = strategy_checks(cfg, world_size, info.spec, model, checks)
+    trainer_checks(cfg.trainer, checks)
+    per_rank, micro = batch_layout(cfg.trainer, data_world, checks)
+    schedule_checks(cfg.trainer, checks)
+    require(
+        importlib.util.find_spec(f"trainctl.recipes.{cfg.recipe}") is not None,
+        f"recipe '{cfg.recipe}' exists",
+        f"no recipe named '{cfg.recipe}'",
+        "recipes live in recipes/<name>.py",
+        checks,
+    )
+    device = resolve_device(cfg.trainer.device)
+    checks.append(f"device {device}")
+    checks.append(check_precision(cfg.trainer.precision, device))
+    ema_checks(cfg, checks)
+    check_optimizer(cfg, checks, model)
+    return Plan(
+        cfg,
+        OmegaConf.to_container(composed.tree, enum_to_str=True),
+        composed.overrides,
+        world_size,
+        cfg.trainer.batch_size,
+        per_rank,
+        micro,
+        device,
+        worker_threads(cfg.trainer.threads, local_workers),
+        spec=info.spec,
+        train_samples=info.train_samples,
+        test_samples=info.test_samples,
+        checks=checks,
+        notes=composed.notes,
+    )
+
+
+def strategy_checks(
+    cfg: Config, world_size: int, spec: DataSpec | None, model: Callable[[], nn.Module], checks: list[str]
+) -> int:
+    """The parallel mode, compression and distillation settings against the model and the world;
+    returns how many ranks share the data (the data-parallel world)."""
+    from trainctl.compress.checks import compression_checks
+    from trainctl.runtime.parallel import build_strategy
+
+    strategy = build_strategy(cfg.parallel)
+    checks += strategy.check(cfg, world_size, model)
+    checks += compression_checks(cfg, spec, model, strategy.owns_step)
+    return strategy.data_world_for(world_size)
+
+
+def trainer_checks(t: TrainerConfig, checks: list[str]) -> None:
+    """The trainer's counts are at least 1 (max_steps and patience may also be null: off)."""
     for key in ("epochs", "batch_size", "grad_accum", "log_every", "eval_every", "eval_batch_size"):
         value = getattr(t, key)
         require(
@@ -102,7 +154,48 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
                 f"set trainer.{key}=1 or more, or null",
                 checks,
             )
-    data_world = strategy.data_world_for(world)
+
+
+def schedule_checks(t: TrainerConfig, checks: list[str]) -> None:
+    """The learning-rate schedule's fractions of training."""
+    require(
+        0.0 <= t.warmup_ratio < 1.0,
+        "0 <= trainer.warmup_ratio < 1",
+        f"trainer.warmup_ratio must be in [0, 1), got {t.warmup_ratio}",
+        "use e.g. 0.06",
+        checks,
+    )
+    require(
+        0.0 < t.pct_start < 1.0,
+        "0 < trainer.pct_start < 1",
+        f"trainer.pct_start must be in (0, 1), got {t.pct_start}",
+        "use e.g. 0.25",
+        checks,
+    )
+
+
+def ema_checks(cfg: Config, checks: list[str]) -> None:
+    """trainer.ema is a decay in (0, 1), and the averaged copy needs a whole model per rank."""
+    t = cfg.trainer
+    require(
+        t.ema is None or 0.0 < t.ema < 1.0,
+        "0 < trainer.ema < 1",
+        f"trainer.ema is the decay of the weight average and must be in (0, 1), got {t.ema}",
+        "use e.g. trainer.ema=0.995, or trainer.ema=null to turn averaging off",
+        checks,
+    )
+    require(
+        t.ema is None or cfg.parallel.name in ("none", "ddp", "local_sgd"),
+        "weight averaging runs on a whole model per rank",
+        f"trainer.ema keeps a whole copy of the model, which parallel={cfg.parallel.name} splits",
+        "use parallel=ddp (or none), or trainer.ema=null",
+        checks,
+    )
+
+
+def batch_layout(t: TrainerConfig, data_world: int, checks: list[str]) -> tuple[int, int]:
+    """(per-rank batch, micro-batch): the global batch split over the data-parallel ranks, then over
+    trainer.grad_accum accumulation steps; both must divide exactly."""
     per_rank, rest = divmod(t.batch_size, data_world)
     require(
         rest == 0,
@@ -119,78 +212,7 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
         "make trainer.batch_size a multiple of world size x grad_accum",
         checks,
     )
-    require(
-        0.0 <= t.warmup_ratio < 1.0,
-        "0 <= trainer.warmup_ratio < 1",
-        f"trainer.warmup_ratio must be in [0, 1), got {t.warmup_ratio}",
-        "use e.g. 0.06",
-        checks,
-    )
-    require(
-        0.0 < t.pct_start < 1.0,
-        "0 < trainer.pct_start < 1",
-        f"trainer.pct_start must be in (0, 1), got {t.pct_start}",
-        "use e.g. 0.25",
-        checks,
-    )
-    require(
-        importlib.util.find_spec(f"trainctl.recipes.{cfg.recipe}") is not None,
-        f"recipe '{cfg.recipe}' exists",
-        f"no recipe named '{cfg.recipe}'",
-        "recipes live in recipes/<name>.py",
-        checks,
-    )
-    device = resolve_device(t.device)
-    checks.append(f"device {device}")
-    checks.append(check_precision(t.precision, device))
-    require(
-        t.ema is None or 0.0 < t.ema < 1.0,
-        "0 < trainer.ema < 1",
-        f"trainer.ema is the decay of the weight average and must be in (0, 1), got {t.ema}",
-        "use e.g. trainer.ema=0.995, or trainer.ema=null to turn averaging off",
-        checks,
-    )
-    require(
-        t.ema is None or cfg.parallel.name in ("none", "ddp", "local_sgd"),
-        "weight averaging runs on a whole model per rank",
-        f"trainer.ema keeps a whole copy of the model, which parallel={cfg.parallel.name} splits",
-        "use parallel=ddp (or none), or trainer.ema=null",
-        checks,
-    )
-    check_optimizer(cfg, checks, model)
-    local_procs = (
-        int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
-    )
-    threads = t.threads or max(1, (os.cpu_count() or 1) // local_procs)
-    tree = OmegaConf.to_container(composed.tree, enum_to_str=True)
-    return Plan(
-        cfg,
-        tree,
-        composed.overrides,
-        world,
-        t.batch_size,
-        per_rank,
-        micro,
-        device,
-        threads,
-        spec=info.spec,
-        train_samples=info.train_samples,
-        test_samples=info.test_samples,
-        checks=checks,
-        notes=composed.notes,
-    )
-
-
-def resolve_device(device: Device | str) -> str:
-    """`auto` means cuda when a GPU is visible, else cpu; asking for a missing GPU is an error."""
-    import torch
-
-    name = Device(device).value
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainctlError("trainer.device=cuda but no GPU is visible", fix="use trainer.device=auto or cpu")
-    return name
+    return per_rank, micro
 
 
 def check_optimizer(cfg: Config, checks: list[str], model: Callable[[], nn.Module]) -> None:

@@ -176,8 +176,8 @@ def recommend(
     shrinkage: float = typer.Option(100.0, "--shrinkage", help="user-cf/item-cf: similarity shrinkage."),
 ) -> None:
     """Recommend the top N items a user has not rated. Example: trainctl recommend --user 1 --n 5"""
-    from trainctl.cli.recommend import recommend as run_recommend
     from trainctl.cli.recommend import render
+    from trainctl.recommend.answer import recommend as run_recommend
 
     answer = run_recommend(
         user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
@@ -185,7 +185,7 @@ def recommend(
     render(answer, as_json)
 
 
-# ---------------------------------------------------------------- compression (issue 5)
+# ---------------------------------------------------------------- compression
 @app.command()
 @user_errors
 def compress(
@@ -305,7 +305,7 @@ def configs_cp(
     typer.echo(f"wrote {written}; train it with: trainctl train --config {written}")
 
 
-# ---------------------------------------------------------------- issue 7: look, compare, sweep, smoke
+# ---------------------------------------------------------------- runs, reports, sweeps, smoke
 runs_app = typer.Typer(help="List runs. Example: trainctl runs ls --preset mlp_mnist", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
@@ -355,7 +355,7 @@ def lr_find(
 ) -> None:
     """Learning-rate range test: plot loss against an exponentially rising rate and suggest one.
     Example: trainctl lr-find conf=mlp_mnist data.root=../shared/data"""
-    from trainctl.recipes.lr_find import lr_find as run_lr_find
+    from trainctl.workflows.lr_find import lr_find as run_lr_find
 
     result = run_lr_find(overrides or [], steps=steps, start=start_lr, end=end_lr)
     typer.echo(

@@ -75,10 +75,11 @@ def compress(
     console: Console | None = None,
 ) -> str:
     """Compress a run into a new run; print and save its report card; return the new run's path."""
-    from trainctl.compress.job import compress_run, load_run
+    from trainctl.api import open_run
+    from trainctl.compress.child_run import compress_run
 
     console = console or Console(soft_wrap=True)
-    parent = load_run(target, "best" if best else "last")
+    parent = open_run(target, tag="best" if best else "last")
     steps = pass_steps(
         parent.model,
         quantize=quantize,
@@ -97,15 +98,15 @@ def compress(
 
 def compare(first: str, second: str, *, threads: int | None = None, console: Console | None = None) -> None:
     """Print the report card of two runs trained on the same data."""
-    from trainctl.compress.job import load_run
+    from trainctl.api import open_run
     from trainctl.compress.report import measure
     from trainctl.compress.stored import compression_records
 
-    a, b = load_run(first), load_run(second)
+    a, b = open_run(first), open_run(second)
     if comparable_data(a.state["config"]["data"]) != comparable_data(b.state["config"]["data"]):
         raise TrainctlError(
             "the two runs were trained on different data; their figures would not compare",
-            where=f"{a.run.path} (data {a.cfg.data.name}) and {b.run.path} (data {b.cfg.data.name})",
+            where=f"{a.location} (data {a.cfg.data.name}) and {b.location} (data {b.cfg.data.name})",
             fix="compare runs of the same data set and split",
         )
     card = measure(

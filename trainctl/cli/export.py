@@ -7,11 +7,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from trainctl.api import open_run
 from trainctl.export.job import export_run
 
 
 def export_command(target: str, fmt: str, out: Path | None, tag: str) -> None:
-    result = export_run(target, fmt, out=out, tag=tag)
+    result = export_run(open_run(target, tag=tag), fmt, out=out, tag=tag)
     console = Console(soft_wrap=True)
     console.print(f"exported {fmt} to {escape(str(result.folder))}")
     for name in result.files:

@@ -6,10 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from trainctl.cli.evaluate import locate_checkpoint
-from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
 
 BATCH = 256
@@ -40,26 +36,20 @@ def predict(target: str, texts: Sequence[str], *, tag: str = "last") -> list[Pre
     """The most likely class of each text under the checkpoint's model (its averaged weights if any)."""
     import torch
 
-    from trainctl.compress.stored import inference_model, inference_precision
-    from trainctl.data import load_dataset
-    from trainctl.plan import resolve_device
-    from trainctl.runtime.precision import MixedPrecision
-    from trainctl.training.checkpoint import load_checkpoint
+    from trainctl.api import open_run
 
-    checkpoint = locate_checkpoint(target, tag)
-    state = load_checkpoint(checkpoint)
-    cfg = compose([], base=OmegaConf.create(state["config"])).config
-    data = load_dataset(cfg.data)  # the tokenizer and class names, from the run's own data config
+    run = open_run(target, tag=tag)
+    data = run.data  # the tokenizer and class names, from the run's own data config
     if data.encode is None:
         raise TrainctlError(
-            f"predict takes texts, but this run trained on data set '{cfg.data.name}'",
-            where=str(checkpoint),
+            f"predict takes texts, but this run trained on data set '{run.cfg.data.name}'",
+            where=str(run.checkpoint),
             fix="use a run of a text model (e.g. conf=bert_sst2); evaluate others with `trainctl eval`",
         )
-    model, device = inference_model(cfg, data, state, torch.device(resolve_device(cfg.trainer.device)))
+    model, device = run.inference_model()
     names = data.class_names or [str(i) for i in range(data.spec.num_outputs)]
     predictions = []
-    with torch.no_grad(), MixedPrecision(inference_precision(cfg, state), device).autocast():
+    with torch.no_grad(), run.autocast(device):
         for start in range(0, len(texts), BATCH):
             chunk = list(texts[start : start + BATCH])
             probabilities = model(data.encode(chunk).to(device)).float().softmax(dim=1)

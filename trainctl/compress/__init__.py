@@ -7,8 +7,13 @@ in order; `build_passes` flattens any config into that list.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from trainctl.errors import TrainctlError
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
@@ -20,8 +25,6 @@ PASSES: Registry = Registry("compression pass", "trainctl.compress.passes")
 
 def build_passes(cfg: CompressConfig | dict[str, Any]) -> list[CompressionPass]:
     """The passes a `compress` config asks for, in order (`none` asks for none, `chain` for several)."""
-    from trainctl.compress.base import typed_pass_config
-
     cfg = typed_pass_config(cfg)
     entry = PASSES.get(cfg.name)
     if cfg.name == "none":
@@ -29,3 +32,25 @@ def build_passes(cfg: CompressConfig | dict[str, Any]) -> list[CompressionPass]:
     if cfg.name == "chain":
         return [p for step in cfg.passes for p in build_passes(step)]
     return [entry.build(cfg)]
+
+
+def typed_pass_config(cfg: Any) -> Any:
+    """A pass config dataclass from a dataclass, a dict or a DictConfig (chain steps, saved records)."""
+    if dataclasses.is_dataclass(cfg):
+        return cfg
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    name = node.get("name")
+    if not name:
+        raise TrainctlError(
+            "a compression pass has no 'name'", where=str(dict(node)), fix="e.g. {name: int8}"
+        )
+    schema = PASSES.get(str(name)).schema
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as exc:
+        fields = ", ".join(f.name for f in dataclasses.fields(schema))
+        raise TrainctlError(
+            f"bad settings for compression pass '{name}': {str(exc).splitlines()[0]}",
+            where=str(OmegaConf.to_container(node)),
+            fix=f"its keys: {fields}",
+        ) from None

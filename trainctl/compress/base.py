@@ -9,10 +9,9 @@ from enum import Enum
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from trainctl.compress import build_passes
 from trainctl.config.schema import CompressConfig, Config
 from trainctl.data.types import DataBundle
 from trainctl.errors import TrainctlError
@@ -104,34 +103,8 @@ def plain(cfg: Any) -> dict[str, Any]:
     return {f.name: convert(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
-def typed_pass_config(cfg: Any) -> Any:
-    """A pass config dataclass from a dataclass, a dict or a DictConfig (chain steps, saved records)."""
-    from trainctl.compress import PASSES
-
-    if dataclasses.is_dataclass(cfg):
-        return cfg
-    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
-    name = node.get("name")
-    if not name:
-        raise TrainctlError(
-            "a compression pass has no 'name'", where=str(dict(node)), fix="e.g. {name: int8}"
-        )
-    schema = PASSES.get(str(name)).schema
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
-    except OmegaConfBaseException as exc:
-        fields = ", ".join(f.name for f in dataclasses.fields(schema))
-        raise TrainctlError(
-            f"bad settings for compression pass '{name}': {str(exc).splitlines()[0]}",
-            where=str(OmegaConf.to_container(node)),
-            fix=f"its keys: {fields}",
-        ) from None
-
-
 def check_passes(passes: list[CompressionPass], model: nn.Module, done: list[Record]) -> None:
     """Refuse a pass after a final one (quantized or cast weights), then let each pass check the model."""
-    from trainctl.compress import build_passes
-
     finished = [p.name for r in done for p in build_passes(r["config"]) if p.final]
     for compression in passes:
         if finished:

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from trainctl.data.augment import batch_seed
 from trainctl.data.loader import BatchLoader
 from trainctl.errors import RunFailed
+from trainctl.models import training_penalty
 from trainctl.optim import build_optimizer
 from trainctl.optim.param_groups import param_groups
 from trainctl.training.objective import build_objective
@@ -38,12 +40,11 @@ def finetune(model: nn.Module, job: PassJob, epochs: int, lr: float | None) -> N
         for batch, inputs, targets, _ in loader.epoch(cfg.trainer.epochs + epoch):
             inputs, targets = inputs.to(job.device), targets.to(job.device)
             if job.data.augment is not None:  # the data set's batch augmentation, as in training
-                seed = (cfg.trainer.seed + cfg.trainer.epochs + epoch) * 100_003 + batch
+                seed = batch_seed(cfg.trainer.seed, cfg.trainer.epochs + epoch, batch)
                 inputs, targets = job.data.augment(inputs, targets, seed)
             optimizer.zero_grad(set_to_none=True)
             loss = objective.loss(model(inputs), targets)
-            penalty = getattr(model, "penalty", None)  # a model's own regularizer (mf), as in training
-            (loss if penalty is None else loss + penalty).backward()
+            (loss + training_penalty(model)).backward()  # a model's own regularizer (mf), as in training
             if cfg.trainer.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
             optimizer.step()

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from trainctl.data.types import DataBundle
+from trainctl.runs.metrics import higher_is_better, metric_value
 from trainctl.training.evaluation import evaluate, evaluated_model
-from trainctl.training.objective import Objective, higher_is_better
+from trainctl.training.objective import Objective
 
 BATCH_SIZES = (1, 64)
 WARMUP = 3  # untimed calls per model and batch size before measuring
@@ -190,7 +191,7 @@ def megabytes(count: int) -> str:
 
 
 def metric_text(metric: str, value: float) -> str:
-    return f"{value:.2%}" if metric == "accuracy" else f"{value:.4f}"
+    return metric_value(metric, value, ".4f")
 
 
 def metric_change(metric: str, before: float, after: float) -> str:

@@ -18,6 +18,8 @@ from trainctl.compress.base import Record
 from trainctl.training.ema import inference_weights
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from trainctl.config.schema import Config, ModelConfig
     from trainctl.data.types import DataBundle, DataSpec
 
@@ -48,6 +50,19 @@ def rebuild_model(model_cfg: ModelConfig, spec: DataSpec, state: dict[str, Any])
     with torch_ao():
         model.load_state_dict(inference_weights(state))  # a run's moving average when it keeps one
     return model
+
+
+def rebuild_from_file(checkpoint: Path, spec: DataSpec, device: torch.device) -> nn.Module:
+    """The model a checkpoint file holds, built from the config saved in it, on `device` (on the CPU
+    when its kernels exist only there): a distillation teacher."""
+    from omegaconf import OmegaConf
+
+    from trainctl.config.compose import compose
+    from trainctl.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    saved = compose([], base=OmegaConf.create(state["config"])).config
+    return rebuild_model(saved.model, spec, state).to(inference_device(state, device))
 
 
 def runs_on_cpu_only(state: dict[str, Any]) -> bool:

@@ -129,7 +129,7 @@ class TrainerConfig:
     log_every: int = 10  # optimizer steps between logged metrics
     seed: int = 0
     device: Device = Device.auto
-    threads: int | None = None  # torch intra-op threads; null keeps torch's default
+    threads: int | None = None  # torch intra-op threads per worker; null: the cores divided among workers
     monitor: str | None = None  # metric that picks best.pt; null: the task's main metric
     max_steps: int | None = None  # stop after this many optimizer steps; the schedule still spans `epochs`
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)

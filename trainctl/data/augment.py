@@ -10,6 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    """The seed of one batch's augmentation: a function of its position alone, so a resumed run (or a
+    fine-tuning that continues the epochs) draws what an uninterrupted one would."""
+    return ((seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + rank
+
+
 @dataclass(frozen=True)
 class ImageAugment:
     """Random crop after zero padding, horizontal flip and cutout, drawn per image for a whole batch.

@@ -15,7 +15,7 @@ from trainctl.errors import TrainctlError
 if TYPE_CHECKING:
     from torch import nn
 
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 SAMPLE_SIZES = (8, 3)  # two batches of different sizes (and, for text, different lengths) check an export
 
@@ -52,7 +52,7 @@ class Exporter:
     def __init__(self, settings: ExportSettings) -> None:
         self.settings = settings
 
-    def refuse(self, source: LoadedRun) -> None:
+    def refuse(self, source: OpenedRun) -> None:
         """Raise a TrainctlError (exit 2, with what to do instead) when this run cannot be exported."""
         quantized = int8_kind(source)
         if quantized is not None:
@@ -65,11 +65,11 @@ class Exporter:
                 + (" for the dequantised int8 weights" if quantized == "dynamic" else " on the parent run"),
             )
 
-    def write(self, source: LoadedRun, folder: Path, example: torch.Tensor) -> Artefact:
+    def write(self, source: OpenedRun, folder: Path, example: torch.Tensor) -> Artefact:
         raise NotImplementedError
 
 
-def int8_kind(source: LoadedRun) -> str | None:
+def int8_kind(source: OpenedRun) -> str | None:
     """'dynamic' or 'static' when the run's model went through an int8 pass, else None."""
     names = [record["config"]["name"] for record in compression_records(source.state)]
     if "int8_static" in names:
@@ -77,19 +77,19 @@ def int8_kind(source: LoadedRun) -> str | None:
     return "dynamic" if "int8" in names else None
 
 
-def export_parent_hint(source: LoadedRun, fmt: str) -> str:
+def export_parent_hint(source: OpenedRun, fmt: str) -> str:
     """'export the run it was compressed from: trainctl export PARENT --format FMT' (parent when known)."""
     parent = source.run.read_meta().get("parent")
     where = source.run.path.parent.parent / parent if parent else Path("PARENT_RUN")
     return f"export the float run it was compressed from: trainctl export {where} --format {fmt}"
 
 
-def text_inputs(source: LoadedRun) -> bool:
+def text_inputs(source: OpenedRun) -> bool:
     """The model reads token ids (a text run)."""
     return source.data.spec.pad_token_id is not None
 
 
-def sample_batches(source: LoadedRun) -> list[torch.Tensor]:
+def sample_batches(source: OpenedRun) -> list[torch.Tensor]:
     """Inputs of the test split (the train split when the test split is empty) in batches of
     SAMPLE_SIZES samples; token batches are trimmed to their longest sequence, as evaluation does."""
     split = source.data.test if len(source.data.test) else source.data.train
@@ -103,7 +103,7 @@ def sample_batches(source: LoadedRun) -> list[torch.Tensor]:
     return batches
 
 
-def dynamic_shapes(source: LoadedRun) -> tuple[dict[int, Any]]:
+def dynamic_shapes(source: OpenedRun) -> tuple[dict[int, Any]]:
     """torch.export's dynamic dimensions of the one input: the batch; the sequence too for token ids."""
     batch = torch.export.Dim("batch", min=1)
     if not text_inputs(source):
@@ -112,11 +112,11 @@ def dynamic_shapes(source: LoadedRun) -> tuple[dict[int, Any]]:
     return ({0: batch, 1: torch.export.Dim("sequence", min=2, max=max_length)},)
 
 
-def input_name(source: LoadedRun) -> str:
+def input_name(source: OpenedRun) -> str:
     return "input_ids" if text_inputs(source) else "input"
 
 
-def save_tokenizer(source: LoadedRun, folder: Path) -> list[str]:
+def save_tokenizer(source: OpenedRun, folder: Path) -> list[str]:
     """The run's tokenizer files in `folder`, truncating to the run's max_length (text runs; else none)."""
     if not text_inputs(source):
         return []

@@ -10,10 +10,10 @@ from trainctl.data.types import Task
 from trainctl.export.base import input_name, text_inputs
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 
-def test_views(source: LoadedRun) -> ViewAveraged | None:
+def test_views(source: OpenedRun) -> ViewAveraged | None:
     """The run's model wrapped as `trainctl eval` scores it when the data set adds test-time views."""
     if source.data.test_time is None:
         return None
@@ -21,7 +21,7 @@ def test_views(source: LoadedRun) -> ViewAveraged | None:
     return evaluated if isinstance(evaluated, ViewAveraged) else None
 
 
-def describe_inputs(source: LoadedRun) -> dict[str, Any]:
+def describe_inputs(source: OpenedRun) -> dict[str, Any]:
     """The manifest's `inputs` entry."""
     spec, data = source.data.spec, source.data
     if text_inputs(source):
@@ -49,7 +49,7 @@ def describe_inputs(source: LoadedRun) -> dict[str, Any]:
     return found
 
 
-def describe_outputs(source: LoadedRun) -> dict[str, Any]:
+def describe_outputs(source: OpenedRun) -> dict[str, Any]:
     """The manifest's `outputs` entry."""
     spec = source.data.spec
     if spec.task is Task.classification:
@@ -58,7 +58,7 @@ def describe_outputs(source: LoadedRun) -> dict[str, Any]:
     return {"name": "output", "shape": ["batch", spec.num_outputs], "task": spec.task.value}
 
 
-def inputs_section(source: LoadedRun) -> str:
+def inputs_section(source: OpenedRun) -> str:
     """The README's "Inputs and outputs" section (markdown)."""
     inputs, outputs = describe_inputs(source), describe_outputs(source)
     lines = []

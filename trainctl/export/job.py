@@ -25,10 +25,10 @@ from trainctl.errors import TrainctlError
 from trainctl.export import build_exporter
 from trainctl.export.base import Artefact, ExportFailed, plain_model, sample_batches
 from trainctl.export.inputs import describe_inputs, describe_outputs, inputs_section, test_views
-from trainctl.runs.run_dir import RunDir, default_runs_root, resolve_run
+from trainctl.runs.run_dir import RunDir
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 MANIFEST = "export.json"
 INT8_GAP = "vs the run's int8 model"  # a dequantised export's distance from the int8 model (unchecked)
@@ -50,15 +50,18 @@ def default_folder(run: RunDir, fmt: str, tag: str) -> Path:
     return run.path.parent.parent / "exports" / run.path.parent.name / run.path.name / name
 
 
-def export_run(target: str, fmt: str, *, out: Path | None = None, tag: str = "last") -> ExportResult:
-    """Write the run's model in format `fmt` to `out` (default: default_folder), checked and described."""
-    from trainctl.compress.job import load_run
-
+def export_run(source: OpenedRun, fmt: str, *, out: Path | None = None, tag: str = "last") -> ExportResult:
+    """Write the opened run's model in format `fmt` to `out` (default: default_folder), checked and
+    described."""
     exporter = build_exporter(fmt)
-    run = resolve_run(target, default_runs_root())
+    run = source.run
+    if run is None:
+        raise TrainctlError(
+            f"export takes a run, and {source.checkpoint} is a bare checkpoint file",
+            fix="give the run directory that holds it, or 'latest'",
+        )
     folder = (out or default_folder(run, fmt, tag)).expanduser().absolute()
     check_destination(folder, run)
-    source = load_run(run, tag)
     source.model = plain_model(source.model)
     exporter.refuse(source)
     staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
@@ -132,7 +135,7 @@ def max_difference(expected: list[torch.Tensor], actual: list[torch.Tensor]) -> 
 
 
 def check_agreement(
-    source: LoadedRun, artefact: Artefact, batches: list[torch.Tensor], tolerance: float, fmt: str
+    source: OpenedRun, artefact: Artefact, batches: list[torch.Tensor], tolerance: float, fmt: str
 ) -> dict[str, float]:
     """Max |difference| between the loaded export and the run's model on test batches of two sizes:
     outputs, class probabilities and, when the run evaluates test-time views, their mean probabilities.
@@ -181,7 +184,7 @@ def compute_epsilon(model: torch.nn.Module) -> float:
     return max(half, default=0.0)
 
 
-def precision_notes(source: LoadedRun) -> list[str]:
+def precision_notes(source: OpenedRun) -> list[str]:
     epsilon = compute_epsilon(source.model)
     if epsilon:
         return [
@@ -199,7 +202,7 @@ def precision_notes(source: LoadedRun) -> list[str]:
 
 
 def describe(
-    source: LoadedRun,
+    source: OpenedRun,
     folder: Path,
     fmt: str,
     tag: str,
@@ -232,7 +235,7 @@ def describe(
     (folder / "README.md").write_text(readme(source, manifest, artefact))
 
 
-def readme(source: LoadedRun, manifest: dict[str, Any], artefact: Artefact) -> str:
+def readme(source: OpenedRun, manifest: dict[str, Any], artefact: Artefact) -> str:
     files = "\n".join(f"- `{name}`" for name in manifest["files"])
     checks = "\n".join(f"| {name} | {value:.2e} |" for name, value in manifest["max_abs_difference"].items())
     notes = "".join(f"- {note}\n" for note in manifest["notes"])

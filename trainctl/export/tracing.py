@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from trainctl.export.base import ExportFailed
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 CHATTY = (
     "torch.onnx",
@@ -23,7 +23,7 @@ CHATTY = (
 
 
 @contextlib.contextmanager
-def quiet_tracing(source: LoadedRun, fmt: str) -> Iterator[None]:
+def quiet_tracing(source: OpenedRun, fmt: str) -> Iterator[None]:
     """Hide the exporters' progress lines and warnings; a model they cannot trace is an ExportFailed."""
     loggers = [logging.getLogger(name) for name in CHATTY]
     levels = [logger.level for logger in loggers]

@@ -32,7 +32,8 @@ class ImplicitMFConfig(ModelConfig):
 
 
 class ImplicitFactorization(nn.Module):
-    """logits(u) = P[u] Q^T + b over every item; in training, `penalty` holds the L2 term."""
+    """logits(u) = P[u] Q^T + b over every item; in training, `penalty` holds the L2 term, which the
+    recipe adds to the loss through `training_penalty()` (the Penalized interface of models/)."""
 
     def __init__(
         self,
@@ -63,6 +64,9 @@ class ImplicitFactorization(nn.Module):
         else:
             self.penalty = None
         return logits
+
+    def training_penalty(self) -> torch.Tensor | None:
+        return self.penalty
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"user_ids": ids_to_state(self.user_ids), "item_ids": ids_to_state(self.item_ids)}

@@ -1,5 +1,5 @@
-"""Closed-form item-item rankers (EASE, item-kNN) as modules: their weights are buffers fitted by
-recipes/closed_form.py, saved in a checkpoint like any model's."""
+"""Closed-form item-item rankers (EASE, item-kNN) as modules: their weights are buffers that
+recipes/closed_form.py fits (with trainctl.recommend) and saves in a checkpoint like any model's."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec
 from trainctl.models import MODELS
 from trainctl.models.mf import ids_from_state, ids_to_state
-from trainctl.recommend.ease import EASESettings, ease_weights
-from trainctl.recommend.interactions import Reduce
-from trainctl.recommend.item_knn import KNNRankerSettings, knn_neighbours
-from trainctl.recommend.matrix import Compressed
+from trainctl.models.ranker_settings import EASESettings, KNNRankerSettings
 
 
 @dataclass
@@ -48,27 +45,21 @@ class ItemItemModel(nn.Module):
         self.register_buffer("neighbours", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("similarities", torch.zeros(0))
 
-    @property
-    def num_items(self) -> int:
-        return self.weights.shape[1]
+    def set_weights(self, weights: np.ndarray) -> None:
+        """EASE's fitted (items x items) matrix."""
+        self.weights = torch.from_numpy(np.ascontiguousarray(weights))
 
-    def fit(self, by_item: Compressed, by_user: Compressed, reduce: Reduce = None) -> None:
-        """Fit on the implicit matrix (items x users and users x items, this rank's users); `reduce`
-        sums co-occurrence blocks over the data-parallel ranks."""
-        if self.kind == "ease":
-            self.weights = torch.from_numpy(ease_weights(by_item, by_user, self.settings["lam"], reduce))
-            return
-        fitted = knn_neighbours(by_item, by_user, KNNRankerSettings(**self.settings), reduce=reduce)
-        self.ptr = torch.from_numpy(fitted.ptr)
-        self.neighbours = torch.from_numpy(fitted.index)
-        self.similarities = torch.from_numpy(fitted.data)
+    def set_neighbours(self, ptr: np.ndarray, neighbours: np.ndarray, similarities: np.ndarray) -> None:
+        """Item-kNN's fitted neighbour rows: row j's neighbours[ptr[j]:ptr[j + 1]] and their similarities."""
+        self.ptr = torch.from_numpy(ptr)
+        self.neighbours = torch.from_numpy(neighbours)
+        self.similarities = torch.from_numpy(similarities)
 
-    def item_weights(self) -> np.ndarray | Compressed:
-        """W as numpy: the dense matrix, or the neighbour rows."""
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted weights as numpy, named as trainctl.recommend.trained reads a checkpoint."""
         if self.kind == "ease":
-            return self.weights.numpy()
-        n = self.num_items
-        return Compressed(self.ptr.numpy(), self.neighbours.numpy(), self.similarities.numpy(), (n, n))
+            return {"weights": self.weights.numpy()}
+        return {name: getattr(self, name).numpy() for name in ("ptr", "neighbours", "similarities")}
 
     def forward(self, users: torch.Tensor) -> torch.Tensor:
         raise RuntimeError(f"{self.kind} is fitted in closed form by recipe=closed_form, not by gradients")

@@ -27,8 +27,9 @@ class MFConfig(ModelConfig):
 class MatrixFactorization(nn.Module):
     """Embeddings for users and items; the id -> index mappings travel in the state dict.
 
-    In training mode, `forward` leaves the L2 penalty of the rows it used in `self.penalty`, which
-    the supervised recipe adds to the loss. In eval mode predictions are clipped to the rating scale.
+    In training mode, `forward` keeps the L2 penalty of the rows it used in `self.penalty`; the
+    recipes add it to the loss through `training_penalty()` (the Penalized interface of models/).
+    In eval mode predictions are clipped to the rating scale.
     """
 
     def __init__(
@@ -73,6 +74,9 @@ class MatrixFactorization(nn.Module):
         if self.rating_range is not None:
             prediction = prediction.clamp(*self.rating_range)
         return prediction
+
+    def training_penalty(self) -> torch.Tensor | None:
+        return self.penalty
 
     def get_extra_state(self) -> dict[str, Any]:
         """The id mappings and rating scale, saved with the weights (plain data: weights_only loads it)."""

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from trainctl.observe.events import EpochRecord, EvalRecord, Event, Message, RunEnd, RunStart, StepRecord
 from trainctl.observe.files import format_metrics
+from trainctl.runs.metrics import metric_value
 
 
 class ConsoleView:
@@ -110,9 +111,7 @@ def summary_table(status: str, summary: dict[str, Any]) -> Table:
 
 def render(key: str, value: Any) -> str:
     if isinstance(value, float):
-        if key == "accuracy":
-            return f"{value:.2%}"
         if key.endswith("seconds"):
             return f"{value:.1f} s"
-        return f"{value:.6g}"
+        return metric_value(key, value, ".6g")
     return escape(str(value))

@@ -17,6 +17,7 @@ from trainctl.observe.events import (
     StepRecord,
     to_record,
 )
+from trainctl.runs.metrics import metric_value
 
 
 class JsonlMetrics:
@@ -36,10 +37,8 @@ class JsonlMetrics:
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    parts = []
-    for key, value in metrics.items():
-        parts.append(f"{key} {value:.2%}" if key == "accuracy" else f"{key} {value:.4g}")
-    return " ".join(parts)
+    """`accuracy 97.50% loss 0.0812`: each metric by name, as people read it."""
+    return " ".join(f"{key} {metric_value(key, value)}" for key, value in metrics.items())
 
 
 class EventFile:

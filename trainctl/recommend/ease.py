@@ -6,8 +6,6 @@ B = I - P diag(1 / diag(P)). A user's scores are x_u B.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
 from trainctl.errors import TrainctlError
@@ -15,20 +13,6 @@ from trainctl.recommend.interactions import Reduce, cooccurrence_blocks
 from trainctl.recommend.matrix import Compressed
 
 MEMORY_LIMIT = 4 << 30  # bytes EASE may take; larger catalogues use item-kNN
-
-
-@dataclass
-class EASESettings:
-    """Defaults chosen on validation splits of ml-100k's training ratings (conf/preset/ease_movielens)."""
-
-    lam: float = 300.0
-    weak_weight: float = 0.5  # weight of a rated but not liked item in the implicit matrix
-
-    def describe(self) -> str:
-        return f"lambda={self.lam:g}, rated-not-liked weight {self.weak_weight:g}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def ease_memory_bytes(num_items: int) -> int:

@@ -8,27 +8,11 @@ score for item i sums the similarities of the rated items j that have i among th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
+from trainctl.models.ranker_settings import KNNRankerSettings
 from trainctl.recommend.interactions import Reduce, cooccurrence_blocks, item_norms
 from trainctl.recommend.matrix import Compressed
-
-
-@dataclass
-class KNNRankerSettings:
-    """Defaults chosen on validation splits of ml-100k's training ratings (conf/preset/item_knn_movielens)."""
-
-    k: int = 200
-    alpha: float = 0.5
-    weak_weight: float = 0.5  # weight of a rated but not liked item in the implicit matrix
-
-    def describe(self) -> str:
-        return f"k={self.k} neighbours per item, asymmetric cosine alpha={self.alpha:g}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def top_k_rows(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.recommend.ease import EASESettings
-from trainctl.recommend.item_knn import KNNRankerSettings
+from trainctl.models.ranker_settings import EASESettings, KNNRankerSettings
 from trainctl.recommend.knn import KNNSettings
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import Ranker

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from trainctl.runs.metrics import metric_value
 from trainctl.runs.run_dir import RunDir
 
 STALE_AFTER_S = 600.0  # a running run whose heartbeat is older than this (on another host) is lost
@@ -157,4 +158,4 @@ def format_duration(seconds: float | None) -> str:
 def format_metric(metric: str | None, value: float | None) -> str:
     if metric is None or value is None:
         return "-"
-    return f"{metric} {value:.2%}" if metric == "accuracy" else f"{metric} {value:.4g}"
+    return f"{metric} {metric_value(metric, value)}"

@@ -3,8 +3,9 @@
 Hinton et al. 2015: loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
                          + (1 - alpha) * the task's loss on the labels.
 The T^2 keeps the soft term's gradients on the scale of the hard term's as T changes. The teacher is
-rebuilt from its checkpoint (compressed or not), kept in eval mode with no gradients, and never wrapped
-by the parallel strategy: under ddp every rank holds its own copy and runs it on its own share.
+rebuilt from its checkpoint (compressed or not) by the recipe, kept in eval mode with no gradients, and
+never wrapped by the parallel strategy: under ddp every rank holds its own copy and runs it on its own
+share.
 """
 
 from __future__ import annotations
@@ -92,19 +93,3 @@ def check_distill(cfg: Config, spec: DataSpec | None, owns_step: bool) -> list[s
         )
     model = f"{teacher.model.name} on {teacher.data.name}"
     return [f"distillation from {d.teacher} ({model}), T={d.temperature:g}, alpha={d.alpha:g}"]
-
-
-def build_distiller(
-    cfg: Config, spec: DataSpec, objective: Objective, device: torch.device
-) -> Distiller | None:
-    """The distillation loss of `cfg.distill`, with its teacher loaded on `device`; None without a teacher."""
-    if not cfg.distill.teacher:
-        return None
-    from trainctl.compress.stored import inference_device, rebuild_model
-    from trainctl.config.compose import compose
-    from trainctl.training.checkpoint import load_checkpoint
-
-    state = load_checkpoint(teacher_checkpoint(cfg.distill))
-    teacher_cfg = compose([], base=OmegaConf.create(state["config"])).config
-    teacher = rebuild_model(teacher_cfg.model, spec, state).to(inference_device(state, device))
-    return Distiller(teacher, cfg.distill.temperature, cfg.distill.alpha, objective)

@@ -6,7 +6,7 @@ from typing import Any
 
 from trainctl.config.schema import EarlyStoppingConfig
 from trainctl.errors import TrainctlError
-from trainctl.training.objective import higher_is_better
+from trainctl.runs.metrics import higher_is_better
 
 
 class EarlyStopping:

@@ -12,13 +12,6 @@ from trainctl.data.samplers import balanced_class_weights
 from trainctl.data.types import DataBundle, Task
 from trainctl.errors import TrainctlError
 
-HIGHER_IS_BETTER = {"accuracy"}
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` is an improvement (accuracy) or not (loss, rmse, mae)."""
-    return metric in HIGHER_IS_BETTER
-
 
 @dataclass
 class Objective:

@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,13 +97,6 @@ def compare_weights(a: Path, b: Path) -> str | None:
     return difference(final_weights(a), final_weights(b))
 
 
-@contextlib.contextmanager
-def quiet(log: Path) -> Iterator[None]:
-    """Send a run's console output to a log file."""
-    with log.open("a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        yield
-
-
 class PresetSmoke:
     """Trains one preset a few times under `folder` and checks the results."""
 
@@ -116,15 +109,16 @@ class PresetSmoke:
 
     def run(self, name: str, steps: int, resume: Path | None = None) -> Path:
         """Train `name` for `steps` optimizer steps (or continue `resume` up to that cap)."""
-        from trainctl.cli.train import train
+        from trainctl.api import run_job
 
         root = self.folder / name
         args = [f"trainer.max_steps={steps}"]
         if resume is None:
             args = [f"conf={self.preset}", "trainer.log_every=1", f"run.root={root}", *self.overrides, *args]
         root.mkdir(parents=True, exist_ok=True)
-        with quiet(self.folder / f"{name}.log"):
-            summary = train(args, resume=str(resume) if resume else None)
+        summary = run_job(
+            args, resume=str(resume) if resume else None, output=self.folder / f"{name}.log", on_note=print
+        )
         return Path(summary["run dir"])
 
     def check(self, check_resume: bool, check_determinism: bool) -> SmokeResult:

@@ -21,7 +21,7 @@ from trainctl.export.base import Artefact, Exporter, ExportSettings, plain_model
 from trainctl.models.bert import BertClassifier, Pooling
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 HEAD = "head.safetensors"
 
@@ -34,7 +34,7 @@ class HFSettings(ExportSettings):
 class HFExporter(Exporter):
     name = "hf"
 
-    def refuse(self, source: LoadedRun) -> None:
+    def refuse(self, source: OpenedRun) -> None:
         if not isinstance(source.model, BertClassifier):
             raise TrainctlError(
                 "--format hf exports text models (model=bert); "
@@ -44,7 +44,7 @@ class HFExporter(Exporter):
             )
         super().refuse(source)
 
-    def write(self, source: LoadedRun, folder: Path, example: torch.Tensor) -> Artefact:
+    def write(self, source: OpenedRun, folder: Path, example: torch.Tensor) -> Artefact:
         model: BertClassifier = source.model
         names = source.data.class_names or [str(i) for i in range(source.data.spec.num_outputs)]
         config = copy.deepcopy(model.encoder.config)

@@ -25,7 +25,7 @@ from trainctl.export.base import (
 from trainctl.export.tracing import quiet_tracing
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 FILE = "model.onnx"
 SINGLE_FILE_BYTES = 1_800_000_000  # protobuf's 2 GiB limit: larger weights go to model.onnx.data
@@ -40,7 +40,7 @@ class OnnxExporter(Exporter):
     name = "onnx"
     settings: OnnxSettings
 
-    def refuse(self, source: LoadedRun) -> None:
+    def refuse(self, source: OpenedRun) -> None:
         super().refuse(source)
         if any(p.dtype is torch.bfloat16 for p in source.model.parameters()):
             raise TrainctlError(
@@ -51,7 +51,7 @@ class OnnxExporter(Exporter):
                 "--quantize fp16, which onnxruntime runs; --format torch-export and safetensors keep bf16",
             )
 
-    def write(self, source: LoadedRun, folder: Path, example: torch.Tensor) -> Artefact:
+    def write(self, source: OpenedRun, folder: Path, example: torch.Tensor) -> Artefact:
         try:
             import onnxruntime
         except ImportError:

@@ -31,7 +31,7 @@ from trainctl.export.base import (
 from trainctl.export.inputs import describe_inputs, describe_outputs
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 FILE = "model.safetensors"
 
@@ -44,7 +44,7 @@ class SafetensorsSettings(ExportSettings):
 class SafetensorsExporter(Exporter):
     name = "safetensors"
 
-    def refuse(self, source: LoadedRun) -> None:
+    def refuse(self, source: OpenedRun) -> None:
         if int8_kind(source) == "static":
             raise TrainctlError(
                 "--format safetensors cannot export a static int8 model: its convolutions are fused with "
@@ -54,7 +54,7 @@ class SafetensorsExporter(Exporter):
                 "with onnxruntime.quantization)",
             )
 
-    def write(self, source: LoadedRun, folder: Path, example: torch.Tensor) -> Artefact:
+    def write(self, source: OpenedRun, folder: Path, example: torch.Tensor) -> Artefact:
         from safetensors.torch import load_file, save_file
 
         dequantised = int8_kind(source) == "dynamic"
@@ -123,7 +123,7 @@ def dequantised_copy(model: nn.Module) -> nn.Module:
     return plain_model(twin)
 
 
-def float_architecture(source: LoadedRun) -> nn.Module:
+def float_architecture(source: OpenedRun) -> nn.Module:
     """The run's architecture built afresh from its config (pruned widths restored, int8 left out)."""
     from trainctl.models import build_model
 

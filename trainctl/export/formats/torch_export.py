@@ -20,7 +20,7 @@ from trainctl.export.base import (
 from trainctl.export.tracing import quiet_tracing
 
 if TYPE_CHECKING:
-    from trainctl.compress.job import LoadedRun
+    from trainctl.api import OpenedRun
 
 FILE = "model.pt2"
 
@@ -33,7 +33,7 @@ class TorchExportSettings(ExportSettings):
 class TorchExportExporter(Exporter):
     name = "torch-export"
 
-    def write(self, source: LoadedRun, folder: Path, example: torch.Tensor) -> Artefact:
+    def write(self, source: OpenedRun, folder: Path, example: torch.Tensor) -> Artefact:
         with quiet_tracing(source, self.name):
             program = torch.export.export(source.model, (example,), dynamic_shapes=dynamic_shapes(source))
         torch.export.save(program, str(folder / FILE))

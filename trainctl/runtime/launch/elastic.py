@@ -12,7 +12,7 @@ from typing import Any
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.plan import Plan
 from trainctl.runs.run_dir import RunDir
-from trainctl.runtime.rank import elastic_worker, error_file, rank_log
+from trainctl.runtime.launch.rank import elastic_worker, error_file, rank_log
 
 TAIL_LINES = 20
 
@@ -90,7 +90,7 @@ def run_elastic(
             fix=f"start the same command on all {nnodes} nodes with the same launcher.rdzv_endpoint and "
             "launcher.run_id, or raise launcher.rdzv_timeout",
         ) from None
-    return next((value for value in results.values() if value), {})
+    return results.get(0) or {}  # rank 0's summary (keyed by global rank); {} on a node without rank 0
 
 
 def failure(run: RunDir, exc: Any) -> TrainctlError:

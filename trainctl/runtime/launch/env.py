@@ -19,6 +19,7 @@ class TorchrunEnv:
     master_port: int
     restart_count: int
     run_id: str | None
+    local_world_size: int = 1  # the workers on this node, which share its cores
 
     @classmethod
     def from_environ(cls) -> TorchrunEnv | None:
@@ -34,4 +35,5 @@ class TorchrunEnv:
             master_port=int(os.environ["MASTER_PORT"]),
             restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
             run_id=None if run_id in (None, "", "none") else run_id,
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
         )
