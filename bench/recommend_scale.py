@@ -126,7 +126,26 @@ def ml25m_shape(folder: Path) -> None:
     )
 
 
+def movielens_100k() -> None:
+    """`recommend --user 1 --data ml-100k` in new processes, when the shared copy is there."""
+    folder = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data") / "ml-100k"
+    if not (folder / "u.data").is_file():
+        print(f"MovieLens 100K not found at {folder}: its line is skipped")
+        return
+    trainctl = str(Path(sys.executable).parent / "trainctl")
+    runs = [
+        peak_rss([trainctl, "recommend", "--user", "1", "--data", str(folder), "--json"])
+        for _ in range(COLD_RUNS)
+    ]
+    walls = [r[0] for r in runs]
+    print(
+        f"ml-100k, recommend --user 1 --data: wall median {statistics.median(walls):.2f} s, "
+        f"max {max(walls):.2f} s, peak {max(r[1] for r in runs):.0f} MB ({COLD_RUNS} new processes)\n"
+    )
+
+
 def main() -> None:
+    movielens_100k()
     with tempfile.TemporaryDirectory() as tmp:
         latest_small(Path(tmp) / "small")
         if os.environ.get("TRAINCTL_BENCH_QUICK"):
