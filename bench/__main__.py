@@ -12,6 +12,8 @@ BENCHES = [
     "ddp",
     "throughput",
     "recommend",
+    "topn",
+    "recommend_scale",
     "compress",
     "quantize",
     "resnet_cifar",

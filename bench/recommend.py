@@ -1,5 +1,6 @@
-"""MovieLens 100K recommenders: 5-fold CV RMSE/MAE of every method beside Surprise's published table,
-ranking metrics on the 75/25 split, and the cold-start and per-query times of `trainctl recommend`."""
+"""MovieLens 100K recommenders: 5-fold CV RMSE/MAE of the rating predictors beside Surprise's published
+table, RMSE/MAE on the 75/25 split, and the cold-start and per-query times of `trainctl recommend`
+(top-N figures against the peers: bench/topn.py)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ def query_milliseconds(run_dir: Path, method: str) -> float:
     """Median time of one `recommend_for` call against a model already loaded in this process."""
     from trainctl.recommend.answer import recommend_for
     from trainctl.recommend.fitting import fitted_recommender, origin_of_run
-    from trainctl.recommend.knn import KNNSettings
+    from trainctl.recommend.methods import MethodSettings
 
-    fitted = fitted_recommender(origin_of_run(run_dir), method, KNNSettings())
+    fitted = fitted_recommender(origin_of_run(run_dir), method, MethodSettings())
     users = [str(u) for u in fitted.user_ids[:QUERIES]]
     times = []
     for user in users:
@@ -102,19 +103,18 @@ def print_cv(report: dict) -> None:
 
 
 def print_split(report: dict) -> None:
-    split = report["split"]
-    print(f"The run's split ({split['train']:,} train / {split['test']:,} test), top 10 among unrated items")
-    print(f"{'method':<10}{'RMSE':>8}{'MAE':>8}{'P@10':>8}{'R@10':>8}{'nDCG@10':>9}")
-    for row in report["methods"]:
-        figures = [row[k] for k in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10")]
-        print(f"{row['method']:<10}" + "".join(f"{v:>8.4f}" for v in figures[:-1]) + f"{figures[-1]:>9.4f}")
+    split = report["rating_split"]
+    print(f"The run's split ({split['train']:,} train / {split['test']:,} test ratings)")
+    print(f"{'method':<10}{'RMSE':>8}{'MAE':>8}")
+    for row in report["rating"]:
+        print(f"{row['method']:<10}{row['rmse']:>8.4f}{row['mae']:>8.4f}")
     print()
 
 
 def print_latency(run_dir: Path, env: dict[str, str]) -> None:
     print("trainctl recommend --user 1: wall time of whole processes (cold start: a new process each time)")
     print(f"{'method':<10}{'first (fits, caches)':>22}{'cached: median':>16}{'max':>8}{'query ms':>10}")
-    for method in ("mf", "user-cf", "item-cf", "popular"):
+    for method in ("ease", "item-knn", "mf", "user-cf", "item-cf", "popular"):
         args = ["recommend", "--user", "1", "--run", str(run_dir), "--method", method]
         first, _ = trainctl(args, env)
         cold = [trainctl(args, env)[0] for _ in range(COLD_RUNS)]

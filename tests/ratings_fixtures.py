@@ -84,3 +84,35 @@ def zip_folder(folder: Path, archive: Path, extra: dict[str, bytes] | None = Non
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
     return archive
+
+
+def latest_small_like(
+    users: int = 610, items: int = 9_742, ratings: int = 100_836, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user index, item index, rating) arrays shaped like MovieLens latest-small: long-tailed activity
+    (at least 20 ratings a user) and item popularity (Zipf-like: many items with a single rating)."""
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0.0, 1.2, users)
+    counts = np.minimum(20 + np.round(activity / activity.sum() * (ratings - 20 * users)).astype(int), items)
+    popularity = rng.permutation(1.0 / np.arange(1, items + 1) ** 0.9)
+    log_popularity = np.log(popularity / popularity.sum())
+    user_rows, item_rows = [], []
+    for user, count in enumerate(counts):  # without replacement, by popularity (Gumbel top-k)
+        keys = log_popularity + rng.gumbel(size=items)
+        user_rows.append(np.full(count, user))
+        item_rows.append(np.argpartition(-keys, count - 1)[:count])
+    user_index, item_index = np.concatenate(user_rows), np.concatenate(item_rows)
+    values = rng.integers(1, 11, len(user_index)) / 2.0  # 0.5 .. 5 in half stars
+    return user_index, item_index, values
+
+
+def write_latest_small_like(folder: Path, seed: int = 0) -> Path:
+    """A ratings.csv + movies.csv folder with latest-small's shape (see latest_small_like)."""
+    users, items, values = latest_small_like(seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = zip(users, items, values, strict=True)
+    body = "\n".join(f"{u + 1},{item_id(i)},{r:.1f},964982703" for u, i, r in rows)
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + body + "\n")
+    movies = "\n".join(f'{item_id(k)},"{title(k)}",Drama' for k in range(int(items.max()) + 1))
+    (folder / "movies.csv").write_text("movieId,title,genres\n" + movies + "\n", encoding="utf-8")
+    return folder

@@ -19,7 +19,7 @@ from trainctl.cli.train import train
 from trainctl.recommend import fitting
 from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import RatingMatrix
-from trainctl.recommend.metrics import ranking_metrics, top_n
+from trainctl.recommend.metrics import top_n
 from trainctl.recommend.similarity import similarity
 from trainctl.training.checkpoint import load_checkpoint
 
@@ -89,34 +89,6 @@ def test_knn_matches_the_neighbourhood_formula(user_based: bool, centered: bool)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-class FixedScores:
-    """A recommender with given scores, for checking the ranking metrics by hand."""
-
-    name = "fixed"
-
-    def __init__(self, scores: np.ndarray) -> None:
-        self.table = scores
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.table[users, items]
-
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return self.table[users]
-
-
-def test_ranking_metrics_by_hand() -> None:
-    train = RatingMatrix.build(np.array([0, 1]), np.array([0, 0]), np.array([5.0, 5.0]), (2, 5))
-    # user 0 liked items 1 and 3 in the test split (item 2 rated 2 is not relevant); user 1 liked nothing
-    test = RatingMatrix.build(
-        np.array([0, 0, 0, 1]), np.array([1, 2, 3, 2]), np.array([5.0, 2, 4, 3]), (2, 5)
-    )
-    scores = np.array([[9.0, 8, 7, 1, 10], [0, 1, 2, 3, 4]])
-    got = ranking_metrics(FixedScores(scores), train.by_user, test.by_user, n=2)
-    # user 0's top 2 of the unrated items 1..4: item 4, then item 1 (a hit at rank 2)
-    ndcg = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
-    assert got == pytest.approx({"precision@2": 0.5, "recall@2": 0.5, "ndcg@2": ndcg})
-
-
 def test_top_n_skips_excluded_items_breaks_ties_by_index_and_pads() -> None:
     scores = np.array([[1.0, 3.0, 3.0, 2.0]])
     exclude = np.array([[False, False, False, True]])
@@ -177,10 +149,14 @@ def test_mf_trains_through_the_recipe_and_saves_the_id_mapping(folders: dict[str
     result = runner.invoke(app, ["eval", str(run)])
     assert result.exit_code == 0, result.output
     report = json.loads((run / "eval-ratings.json").read_text())
-    rmse = {row["method"]: row["rmse"] for row in report["methods"]}
+    rmse = {row["method"]: row["rmse"] for row in report["rating"]}
     assert set(rmse) == {"mf", "user-cf", "item-cf", "popular"}
     assert rmse["mf"] < popular_rmse and model.user_factors.shape == (31, 50)
-    for column in ("RMSE", "MAE", "P@10", "R@10", "nDCG@10"):
+    # top-N on each user's 20%: mf was trained again on that split (its own split is a random 25%)
+    assert list(report["ranking"]) == ["ease", "item-knn", "mf", "user-cf", "item-cf", "popular"]
+    assert report["ranking"]["mf"]["fit_seconds"] is None and "trained again" in report["protocol"]["note"]
+    assert len(list((run / "ranking").glob("*/*/checkpoints/last.pt"))) == 1
+    for column in ("P@10", "R@10", "nDCG@10", "HitRate@10", "coverage", "RMSE", "MAE"):
         assert column in result.output
 
 
@@ -223,31 +199,44 @@ def recommend(*args: str) -> dict:
 def test_recommend_lists_unrated_items_with_titles_and_caches_the_model(
     mf_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answer = recommend("--user", "3", "--n", "5", "--run", str(mf_run))
+    answer = recommend("--user", "3", "--n", "5", "--run", str(mf_run), "--method", "mf")
     rated = {i for u, i, _, _ in ROWS if u == 3}
     items = [row["item"] for row in answer["items"]]
-    assert answer["method"] == "mf" and answer["fallback"] is None and len(items) == 5
+    assert answer["method"] == "mf" and answer["note"] is None and len(items) == 5
     assert not rated & set(items)
-    predicted = [row["predicted_rating"] for row in answer["items"]]
+    predicted = [row["score"] for row in answer["items"]]
     assert predicted == sorted(predicted, reverse=True) and all(1.0 <= p <= 5.0 for p in predicted)
     assert answer["items"][0]["title"] == title((items[0] - 1) // 3)
+    counts = {i: sum(1 for _, j, _, _ in ROWS if j == i) for i in items}
+    assert [row["ratings"] for row in answer["items"]] == [counts[i] for i in items]
     assert (mf_run / "recommend" / "mf.npz").is_file()
     monkeypatch.setattr(fitting, "fit", lambda *a: pytest.fail("the cached model was not used"))
-    assert recommend("--user", "3", "--n", "5", "--run", str(mf_run)) == answer
-    table = runner.invoke(app, ["recommend", "--user", "3", "--n", "5", "--run", str(mf_run)])
+    assert recommend("--user", "3", "--n", "5", "--run", str(mf_run), "--method", "mf") == answer
+    table = runner.invoke(
+        app, ["recommend", "--user", "3", "--n", "5", "--run", str(mf_run), "--method", "mf"]
+    )
     assert table.exit_code == 0 and "Top 5 for user 3" in table.output
 
 
+def test_the_default_beside_an_mf_run_is_a_ranker_that_says_why(mf_run: Path) -> None:
+    answer = recommend("--user", "3", "--run", str(mf_run))
+    assert answer["method"] == "ease" and len(answer["items"]) == 10
+    rated_titles = {title((i - 1) // 3) for u, i, _, _ in ROWS if u == 3}
+    assert all(row["because"] and set(row["because"]) <= rated_titles for row in answer["items"])
+    scores = [row["score"] for row in answer["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
 def test_every_method_answers_from_the_run(mf_run: Path) -> None:
-    for method in ("user-cf", "item-cf", "popular"):
+    for method in ("item-knn", "user-cf", "item-cf", "popular"):
         answer = recommend("--user", "2", "--method", method, "--run", str(mf_run))
         assert answer["method"] == method and len(answer["items"]) == 10
-    assert (mf_run / "recommend" / "item-cf-pearson-shrink100.npz").is_file()
+    assert len(list((mf_run / "recommend").glob("item-cf-*.npz"))) == 1
 
 
 def test_a_user_without_training_ratings_gets_popular_items_labelled(mf_run: Path) -> None:
-    answer = recommend("--user", str(LONELY), "--run", str(mf_run))
-    assert answer["method"] == "popular" and "no ratings that mf learned from" in answer["fallback"]
+    answer = recommend("--user", str(LONELY), "--run", str(mf_run), "--method", "mf")
+    assert answer["method"] == "popular" and "has 1 rating(s), fewer than 3" in answer["note"]
     counts: dict[int, int] = {}
     for _, item, _, _ in [*ROWS, (LONELY, 1, 4.0, 0)]:
         counts[item] = counts.get(item, 0) + 1
@@ -269,7 +258,7 @@ def test_same_commands_on_a_ratings_csv_folder(folders: dict[str, Path], tmp_pat
     from_csv = recommend("--user", "5", "--method", "item-cf", "--data", str(folders["latest"]))
     assert from_csv["items"] == from_100k["items"] and from_csv["items"][0]["title"]
     run = train_mf(folders, "data.path=small", f"run.root={tmp_path}")
-    assert recommend("--user", "5", "--run", str(run))["method"] == "mf"
+    assert recommend("--user", "5", "--run", str(run), "--method", "mf")["method"] == "mf"
     result = runner.invoke(
         app, ["recommend", "--user", "5", "--data", str(folders["latest"]), "--method", "mf"]
     )
@@ -306,6 +295,8 @@ def test_other_runs_refuse_cv_and_recommend(runs_root: Path) -> None:
     result = runner.invoke(app, ["eval", "latest", "--cv", "5"])
     assert result.exit_code == 2 and "--cv applies to runs trained on ratings" in result.output
     result = runner.invoke(app, ["recommend", "--user", "1"])
+    assert result.exit_code == 2 and "no run trained on ratings" in result.output
+    result = runner.invoke(app, ["recommend", "--user", "1", "--run", "latest"])
     assert result.exit_code == 2 and "the run was not trained on ratings" in result.output
 
 
@@ -318,3 +309,57 @@ def test_a_cached_query_imports_neither_torch_nor_scipy(mf_run: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("heavy []"), out.stdout + out.stderr
+
+
+def test_a_ranker_run_is_the_default_and_its_eval_reports_a_ranking_table(
+    folders: dict[str, Path], runs_root: Path
+) -> None:
+    summary = train(["conf=item_knn_movielens", f"data.root={folders['root']}", "model.k=10"])
+    train(["conf=linreg", "trainer.epochs=1"])  # the latest run is not a rating run
+    answer = recommend("--user", "4")
+    assert answer["method"] == "item-knn" and answer["source"] == f"run {summary['run dir']}"
+    assert all(row["because"] for row in answer["items"])
+    result = runner.invoke(app, ["eval", summary["run dir"], "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert list(report["ranking"]) == ["ease", "item-knn", "user-cf", "item-cf", "popular"]
+    for row in report["ranking"].values():
+        assert {"precision@10", "recall@10", "ndcg@10", "hit_rate@10", "coverage"} <= set(row)
+    assert report["ranking"]["item-knn"]["fit_seconds"] is None  # the run's model, not refitted
+    assert report["protocol"]["split"] == "per_user" and report["protocol"]["note"] is None
+    assert (
+        json.loads((Path(summary["run dir"]) / "eval-ratings.json").read_text())["ranking"]
+        == report["ranking"]
+    )
+
+
+def test_bad_input_is_a_clear_error_with_exit_2(folders: dict[str, Path], tmp_path: Path) -> None:
+    data = str(folders["ml-100k"])
+    rated = sum(1 for u, _, _, _ in ROWS if u == 2)
+    result = runner.invoke(app, ["recommend", "--user", "2", "--n", str(41 - rated), "--data", data])
+    assert result.exit_code == 2 and f"at most --n {40 - rated}" in result.output
+    result = runner.invoke(app, ["recommend", "--user", "abc", "--data", data])
+    assert result.exit_code == 2 and "unknown user id 'abc'" in result.output
+    folder = write_ml_100k(tmp_path / "ml-100k", ROWS, items=38)  # u.item lists 38 of the 40 items
+    result = runner.invoke(app, ["recommend", "--user", "2", "--data", str(folder)])
+    assert (
+        result.exit_code == 2 and "2 rated item id(s) are not in the titles file: 115, 118" in result.output
+    )
+
+
+def test_a_user_with_few_ratings_gets_popular_items_with_a_note(folders: dict[str, Path]) -> None:
+    answer = recommend("--user", str(LONELY), "--data", str(folders["ml-100k"]))
+    assert answer["method"] == "popular" and "fewer than 3" in answer["note"]
+    assert all(row["because"] is None for row in answer["items"])
+
+
+def test_recommend_on_movielens_lists_no_film_with_fewer_than_5_ratings() -> None:
+    from tests.conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "ml-100k"
+    if not (folder / "u.data").is_file():
+        pytest.skip(f"MovieLens 100K not found at {folder}")
+    answer = recommend("--user", "1", "--data", str(folder))
+    assert answer["method"] == "item-knn" and len(answer["items"]) == 10
+    assert min(row["ratings"] for row in answer["items"]) >= 5
+    assert all(row["title"] and row["because"] for row in answer["items"])

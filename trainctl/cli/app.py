@@ -127,20 +127,28 @@ def eval_command(
     overrides: list[str] | None = OVERRIDES,
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
     cv: int | None = typer.Option(
-        None, "--cv", help="Rating runs: K-fold cross-validation of every method (trains mf K times)."
+        None,
+        "--cv",
+        help="Rating runs: K-fold cross-validation of the rating predictors (trains mf K times).",
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Evaluate a trained model on its test split (rating runs: every recommender, ranking metrics, --cv K).
-    Example: trainctl eval latest"""
+    """Evaluate a trained model on its test split (rating runs: top-10 figures of every recommender beside
+    popularity, RMSE/MAE, --cv K). Example: trainctl eval latest"""
+    import json
+
     from rich.console import Console
 
     from trainctl.cli.evaluate import evaluate_checkpoint
     from trainctl.cli.evaluate_ratings import rating_eval
     from trainctl.observe.files import format_metrics
 
-    if rating_eval(target, overrides or [], tag="best" if best else "last", cv=cv):
-        return  # a run trained on ratings: every recommendation method, ranking metrics, --cv folds
+    if rating_eval(target, overrides or [], tag="best" if best else "last", cv=cv, as_json=as_json):
+        return  # a run trained on ratings: top-N figures of every method, RMSE/MAE, --cv folds
     result = evaluate_checkpoint(target, overrides or [], tag="best" if best else "last")
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
     metrics = {k: v for k, v in result.items() if k not in ("checkpoint", "samples")}
     Console(soft_wrap=True).print(
         f"{result['checkpoint']}: test ({result['samples']} samples) {format_metrics(metrics)}"
@@ -191,19 +199,21 @@ def recommend(
         None,
         "--method",
         "-m",
-        help="mf, user-cf, item-cf or popular (default: mf with a run, item-cf with --data).",
+        help="ease, item-knn, implicit-mf, mf, user-cf, item-cf or popular (default: the run's ranker, EASE "
+        "beside an mf run, item-knn with --data).",
     ),
     run: str | None = typer.Option(
-        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (the default)."
+        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (default: the newest rating run)."
     ),
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run "
-        "(user-cf, item-cf, popular).",
+        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    k: int = typer.Option(40, "--k", help="user-cf/item-cf: neighbours per prediction."),
+    k: int | None = typer.Option(
+        None, "--k", help="Neighbours: per item for item-knn (200), per prediction for user-cf/item-cf (40)."
+    ),
     similarity: str = typer.Option("pearson", "--similarity", help="user-cf/item-cf: pearson or cosine."),
     shrinkage: float = typer.Option(100.0, "--shrinkage", help="user-cf/item-cf: similarity shrinkage."),
 ) -> None:

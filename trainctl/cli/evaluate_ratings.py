@@ -1,14 +1,25 @@
-"""`trainctl eval` for a run trained on ratings: the figures of every method, as tables."""
+"""`trainctl eval` for a run trained on ratings: the figures of every method, as tables or JSON."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from trainctl.errors import TrainctlError
 
+RANKING_COLUMNS = {
+    "precision@10": "P@10",
+    "recall@10": "R@10",
+    "ndcg@10": "nDCG@10",
+    "hit_rate@10": "HitRate@10",
+    "coverage": "coverage",
+}
 
-def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | None) -> bool:
+
+def rating_eval(
+    target: str, overrides: Sequence[str], *, tag: str, cv: int | None, as_json: bool = False
+) -> bool:
     """Evaluate and print when `target` is a rating run; False (nothing done) for any other run."""
     from trainctl.api import locate_checkpoint
     from trainctl.training.checkpoint import load_checkpoint
@@ -20,33 +31,56 @@ def rating_eval(target: str, overrides: Sequence[str], *, tag: str, cv: int | No
         if cv:
             raise TrainctlError("--cv applies to runs trained on ratings", fix="drop --cv")
         return False
-    print_report(evaluate_ratings(checkpoint, state, overrides, cv=cv))
+    report = evaluate_ratings(checkpoint, state, overrides, cv=cv)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
     return True
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The figures as rich tables: the run's split, then the cross-validation when there is one."""
+    """The figures as rich tables: top-N first, then RMSE/MAE, then the cross-validation."""
     from rich.console import Console
 
     console = Console()
-    split = report["split"]
+    protocol = report["protocol"]
     console.print(
         f"{report['checkpoint']}: {report['ratings']:,} ratings, {report['users']:,} users, "
         f"{report['items']:,} items ({report['data']})"
     )
+    rows = []
+    for method, row in report["ranking"].items():
+        if "skipped" in row:
+            rows.append([method, *(["-"] * len(RANKING_COLUMNS)), f"skipped: {row['skipped']}"])
+            continue
+        fit = "trained" if row["fit_seconds"] is None else f"{row['fit_seconds']:.2f}"
+        rows.append([method, *(f"{row[key]:.4f}" for key in RANKING_COLUMNS), fit])
     console.print(
         method_table(
-            f"run's split: {split['train']:,} train / {split['test']:,} test ratings",
-            f"top-{report['ranking']['n']} among each user's unrated items, relevant = "
-            f"{report['ranking']['relevant']}; k-NN: {report['knn']}",
-            ["RMSE", "MAE", "P@10", "R@10", "nDCG@10", "fit s"],
+            f"top-10 on each user's random {protocol['test_fraction']:.0%} held out "
+            f"(seed {protocol['seed']}): {protocol['train']:,} train / {protocol['test']:,} test ratings, "
+            f"{protocol['users_scored']:,} users scored",
+            f"relevant = {protocol['relevant']}; candidates = {protocol['candidates']}; ties go to the more "
+            "popular item" + (f"\n{protocol['note']}" if protocol["note"] else ""),
+            [*RANKING_COLUMNS.values(), "fit s"],
+            rows,
+        )
+    )
+    split = report["rating_split"]
+    console.print(
+        method_table(
+            f"rating predictions on the run's split: {split['train']:,} train / {split['test']:,} test",
+            "k-NN: " + report["settings"]["item-cf"],
+            ["RMSE", "MAE", "fit s"],
             [
                 [
                     row["method"],
-                    *(f"{row[key]:.4f}" for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10")),
+                    f"{row['rmse']:.4f}",
+                    f"{row['mae']:.4f}",
                     "trained" if row["method"] == "mf" else f"{row['fit_seconds']:.2f}",
                 ]
-                for row in report["methods"]
+                for row in report["rating"]
             ],
         )
     )

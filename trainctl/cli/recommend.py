@@ -17,15 +17,26 @@ def render(answer: Recommendation, as_json: bool) -> None:
 
     table = Table(
         title=f"Top {len(answer.items)} for user {answer.user} · {answer.method}",
-        caption=answer.fallback or answer.description,
-        caption_style="yellow" if answer.fallback else "dim",
+        caption=answer.note or answer.description,
+        caption_style="yellow" if answer.note else "dim",
     )
     table.add_column("#", justify="right")
-    table.add_column("item", justify="right")
     table.add_column("title")
-    table.add_column("predicted", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("ratings", justify="right")
+    explained = any(row["because"] for row in answer.items)
+    if explained:
+        table.add_column("because you liked")
     for row in answer.items:
-        table.add_row(str(row["rank"]), str(row["item"]), row["title"], f"{row['predicted_rating']:.2f}")
+        cells = [
+            str(row["rank"]),
+            row["title"] or f"item {row['item']}",
+            f"{row['score']:.3f}",
+            f"{row['ratings']:,}",
+        ]
+        if explained:
+            cells.append(", ".join(row["because"] or []))
+        table.add_row(*cells)
     console = Console()
     console.print(table)
     console.print(f"[dim]{answer.source}[/]")

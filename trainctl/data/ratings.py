@@ -17,7 +17,7 @@ import numpy as np
 
 from trainctl.config.ranges import ranged
 from trainctl.config.schema import FileDataConfig
-from trainctl.data.movielens import MIRRORS
+from trainctl.data.movielens import MIRRORS, ensure_movielens, is_archive_folder
 from trainctl.errors import TrainctlError
 
 
@@ -26,6 +26,19 @@ class RatingsFormat(str, Enum):
     ml_100k = "ml_100k"  # u.data (tab-separated user item rating timestamp) + u.item titles (latin-1)
     ml_latest = "ml_latest"  # ratings.csv (userId,movieId,rating,timestamp) + movies.csv titles
     csv = "csv"  # any delimited file; columns named by data.user_column / item_column / rating_column
+
+
+class RatingsSplit(str, Enum):
+    random = "random"  # data.test_fraction of all ratings, or fold data.fold of data.folds
+    per_user = "per_user"  # data.test_fraction of each user's ratings, at least one (top-N evaluation)
+
+
+class RatingsTarget(str, Enum):
+    rating = "rating"  # a sample is a (user, item) pair and its target the rating (regression)
+    item = "item"  # a sample is a user and its target an item they rated (classification over items)
+
+
+RANKING_TEST_FRACTION = 0.2  # top-N evaluation holds out each user's random 20% (at least one rating)
 
 
 # MovieLens folder names (as their archives unpack) and the layout of each
@@ -47,11 +60,15 @@ class RatingsConfig(FileDataConfig):
     header: bool = True
     titles_path: str | None = None  # csv format: a file with item_column and title_column (relative: beside)
     title_column: str = "title"
-    test_fraction: float = ranged(0.25, "(0, 1)")  # random split of the ratings (when folds = 0)
+    split: RatingsSplit = RatingsSplit.random
+    # of all ratings (split=random, folds=0) or of each user's (per_user)
+    test_fraction: float = ranged(0.25, "(0, 1)")
     # k > 1: k random folds (as Surprise's KFold); fold `fold` is the test split
     folds: int = ranged(0, "[0, inf)")
     fold: int = ranged(0, "[0, inf)")
     split_seed: int = ranged(0, "[0, inf)")  # the split is fixed by this seed, not by trainer.seed
+    liked_at: float = 4.0  # ratings at or above it are liked: relevant in top-N metrics, full rank weight
+    target: RatingsTarget = RatingsTarget.rating
     mirrors: list[str] = field(default_factory=lambda: list(MIRRORS))
 
 
@@ -103,6 +120,7 @@ class Ratings:
     titles: np.ndarray | None = None  # one title per item index ("" when unknown)
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    untitled: np.ndarray | None = None  # item indices the titles file does not list (None: no such file)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -135,6 +153,10 @@ class Ratings:
             users[keep], items[keep], self.values[keep], user_ids, item_ids, titles, self.source, self.notes
         )
 
+    def counts(self) -> np.ndarray:
+        """How many ratings each item has."""
+        return np.bincount(self.items, minlength=self.num_items)
+
 
 def lookup(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Index of each of `wanted` in the sorted array `ids`, or -1 where it is absent."""
@@ -164,16 +186,51 @@ def config_source(cfg: RatingsConfig) -> Source:
     return resolve_source(cfg.root, cfg.path, cfg.format, columns)
 
 
-def held_out_index(n: int, cfg: RatingsConfig) -> np.ndarray:
-    """Positions of the test ratings: a seeded random fraction, or fold `cfg.fold` of `cfg.folds`."""
+def held_out_index(n: int, cfg: RatingsConfig, users: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the test ratings: a seeded random fraction, fold `cfg.fold` of `cfg.folds`, or
+    (split=per_user, which needs each rating's `users`) a seeded random fraction of each user's."""
     check_split(cfg)
+    if RatingsSplit(cfg.split) is RatingsSplit.per_user:
+        if users is None or len(users) != n:
+            raise ValueError("a per-user split needs the user of every rating")
+        return per_user_held_out(users, cfg.test_fraction, cfg.split_seed)
     order = np.random.default_rng(cfg.split_seed).permutation(n)
     if cfg.folds:
         return np.sort(np.array_split(order, cfg.folds)[cfg.fold])
     return np.sort(order[: max(1, round(n * cfg.test_fraction))])
 
 
+def per_user_held_out(users: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Positions of each user's random `fraction` of ratings (rounded, at least one), numpy seed `seed`.
+
+    Every rating draws a uniform key from default_rng(seed); a user's ratings with the smallest keys
+    are held out, so the split does not depend on the order of the users.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    keys = np.random.default_rng(seed).random(len(users))
+    order = np.lexsort((keys, users))
+    counts = np.bincount(users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[order] = np.arange(len(users)) - starts[users[order]]
+    held = np.maximum(1, np.round(fraction * counts)).astype(np.int64)
+    return np.flatnonzero(rank < held[users])
+
+
+def ranking_split(cfg: RatingsConfig) -> RatingsConfig:
+    """The split that top-N figures are measured on: the config's own when it holds out part of every
+    user's ratings, else each user's random 20% with the config's seed."""
+    if RatingsSplit(cfg.split) is RatingsSplit.per_user and not cfg.folds:
+        return cfg
+    return replace(cfg, split=RatingsSplit.per_user, test_fraction=RANKING_TEST_FRACTION, folds=0, fold=0)
+
+
 def check_split(cfg: RatingsConfig) -> None:
+    if cfg.folds and RatingsSplit(cfg.split) is RatingsSplit.per_user:
+        raise TrainctlError(
+            "data.split=per_user holds out part of each user's ratings; it has no folds",
+            fix="use data.folds=0 with data.split=per_user, or data.split=random with folds",
+        )
     if cfg.folds == 1 or cfg.folds < 0:
         raise TrainctlError(f"data.folds={cfg.folds}: use 0 (a test_fraction split) or 2 and more")
     if cfg.folds and not 0 <= cfg.fold < cfg.folds:
@@ -184,7 +241,7 @@ def check_split(cfg: RatingsConfig) -> None:
 
 def split_ratings(ratings: Ratings, cfg: RatingsConfig) -> tuple[Ratings, Ratings]:
     """(train, test) ratings, both indexed by the whole file's mapping."""
-    test = held_out_index(len(ratings), cfg)
+    test = held_out_index(len(ratings), cfg, ratings.users)
     train = np.setdiff1d(np.arange(len(ratings)), test, assume_unique=True)
     return ratings.subset(train), ratings.subset(test)
 
@@ -225,6 +282,15 @@ def detect_format(where: Path) -> RatingsFormat:
     return RatingsFormat.csv
 
 
+def load_ratings(cfg: RatingsConfig) -> Ratings:
+    """Every rating `cfg` points at, downloading a missing MovieLens folder first."""
+    source = config_source(cfg)
+    folder = source.ratings_file.parent
+    if not source.ratings_file.is_file() and is_archive_folder(folder):
+        ensure_movielens(folder, cfg.mirrors, cfg.download)
+    return read_ratings(source)
+
+
 def read_ratings(source: Source) -> Ratings:
     """Read a source into dense-indexed arrays; ids are mapped to indices in sorted id order."""
     if not source.ratings_file.is_file():
@@ -243,36 +309,60 @@ def read_ratings(source: Source) -> Ratings:
     if len(keep) < len(values):
         notes.append(f"{len(values) - len(keep)} repeated (user, item) ratings: the last one of each is kept")
         users, items, values = users[keep], items[keep], values[keep]
-    titles = read_titles(source, item_ids) if source.titles_file is not None else None
-    return Ratings(users, items, values, user_ids, item_ids, titles, str(source.ratings_file), notes)
+    titles, untitled = None, None
+    if source.titles_file is not None:
+        titles, listed = read_titles(source, item_ids)
+        untitled = None if listed is None else np.flatnonzero(~listed)
+    return Ratings(
+        users, items, values, user_ids, item_ids, titles, str(source.ratings_file), notes, untitled
+    )
 
 
 def read_columns(path: Path, columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The user, item and rating columns of a delimited file (ids as int64 when they all are integers)."""
+    """The user, item and rating columns of a delimited file (ids as int64 when they all are integers).
+
+    Numeric files are parsed as numbers in one pass (several times faster than as text); a file with
+    text ids is read as text.
+    """
     positions = column_positions(path, columns)
+    numeric = load_table(path, columns, positions, np.float64, quiet=True)
+    if numeric is not None:
+        ids = numeric[:, :2]
+        if np.all(ids == np.round(ids)) and np.abs(ids).max(initial=0) < 2**53:
+            return ids[:, 0].astype(np.int64), ids[:, 1].astype(np.int64), numeric[:, 2].astype(np.float32)
+    table = load_table(path, columns, positions, np.str_)
+    assert table is not None
     try:
-        table = np.loadtxt(
+        values = table[:, 2].astype(np.float32)
+    except ValueError:
+        raise bad_rating(path, columns) from None
+    return as_ids(table[:, 0]), as_ids(table[:, 1]), values
+
+
+def load_table(
+    path: Path, columns: Columns, positions: tuple[int, int, int], dtype: Any, *, quiet: bool = False
+) -> np.ndarray | None:
+    """The three columns as a (rows x 3) array of `dtype`; None when `quiet` and they do not parse."""
+    try:
+        return np.loadtxt(
             path,
             delimiter=columns.delimiter,
             skiprows=1 if columns.header else 0,
             usecols=positions,
-            dtype=np.str_,
+            dtype=dtype,
             comments=None,
             quotechar='"',
             ndmin=2,
             encoding="utf-8",
         )
     except (ValueError, IndexError) as exc:
+        if quiet:
+            return None
         raise TrainctlError(
             f"cannot read the ratings: {str(exc).splitlines()[0]}",
             where=str(path),
             fix=f"every row needs user, item and rating columns separated by {columns.delimiter!r}",
         ) from None
-    try:
-        values = table[:, 2].astype(np.float32)
-    except ValueError:
-        raise bad_rating(path, columns) from None
-    return as_ids(table[:, 0]), as_ids(table[:, 1]), values
 
 
 def bad_rating(path: Path, columns: Columns) -> TrainctlError:
@@ -337,13 +427,14 @@ def last_of_duplicates(users: np.ndarray, items: np.ndarray, num_items: int) -> 
     return np.sort(len(key) - 1 - first_from_end)
 
 
-def read_titles(source: Source, item_ids: np.ndarray) -> np.ndarray:
-    """One title per item index from u.item (pipe-separated, latin-1) or a CSV; "" where unknown."""
+def read_titles(source: Source, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """One title per item index from u.item (pipe-separated, latin-1) or a CSV ("" where unknown), and
+    whether the file lists each item (None when there is no titles file)."""
     path = source.titles_file
     assert path is not None
     titles = np.full(len(item_ids), "", dtype=object)
     if not path.is_file():
-        return titles
+        return titles, None
     by_id: dict[str, str] = {}
     if source.format is RatingsFormat.ml_100k:
         for line in path.read_text(encoding="latin-1").splitlines():
@@ -357,6 +448,9 @@ def read_titles(source: Source, item_ids: np.ndarray) -> np.ndarray:
                 item, title = row.get(columns.item), row.get(columns.title)
                 if item is not None and title is not None:
                     by_id[item.strip()] = title.strip()
+    listed = np.zeros(len(item_ids), dtype=bool)
     for index, item in enumerate(item_ids.tolist()):
-        titles[index] = by_id.get(str(item), "")
-    return titles
+        title = by_id.get(str(item))
+        listed[index] = title is not None
+        titles[index] = title or ""
+    return titles, listed

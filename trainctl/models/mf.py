@@ -12,7 +12,8 @@ from torch import nn
 from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
-from trainctl.data.types import DataSpec
+from trainctl.data.types import DataSpec, Task
+from trainctl.errors import TrainctlError
 from trainctl.models import MODELS
 
 
@@ -111,6 +112,11 @@ def ids_from_state(state: torch.Tensor | list[str] | None) -> np.ndarray | None:
 @MODELS.register("mf", MFConfig)
 def build_mf(cfg: MFConfig, spec: DataSpec) -> MatrixFactorization:
     ratings = rating_spec(spec, "model=mf")
+    if ratings.task is not Task.regression:
+        raise TrainctlError(
+            "model=mf predicts ratings: it needs data.target=rating",
+            fix="use model=implicit_mf for data.target=item (conf=implicit_mf_movielens)",
+        )
     return MatrixFactorization(
         ratings.num_users,
         ratings.num_items,

@@ -1,27 +1,8 @@
-"""Recommenders over a ratings matrix: k-NN collaborative filtering, popularity, and factor models."""
+"""Recommenders over a ratings matrix: top-N rankers (EASE, item-kNN, implicit factors), rating
+predictors (mf, k-NN collaborative filtering) and popularity."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from trainctl.recommend.knn import KNNSettings
-    from trainctl.recommend.matrix import RatingMatrix
-    from trainctl.recommend.metrics import Recommender
-
-METHODS = ("mf", "user-cf", "item-cf", "popular")
-
-
-def neighbours_or_popular(
-    method: str, matrix: RatingMatrix, settings: KNNSettings, sim: np.ndarray | None = None
-) -> Recommender:
-    """The popularity recommender, or the user-cf / item-cf k-NN one (`sim`: its similarities, if
-    known), fitted on `matrix`."""
-    from trainctl.recommend.knn import KNNRecommender
-    from trainctl.recommend.popular import PopularRecommender
-
-    if method == "popular":
-        return PopularRecommender(matrix)
-    return KNNRecommender(matrix, user_based=method == "user-cf", settings=settings, sim=sim)
+RANKERS = ("ease", "item-knn", "implicit-mf")  # trained for top-N lists
+RATING_PREDICTORS = ("mf", "user-cf", "item-cf")  # trained for ratings; ranked by the predicted rating
+METHODS = (*RANKERS, *RATING_PREDICTORS, "popular")
+TRAINED_ONLY = ("mf", "implicit-mf")  # learned by gradient descent in a run, never fitted on the fly
+MODEL_METHODS = {"mf": "mf", "ease": "ease", "item_knn": "item-knn", "implicit_mf": "implicit-mf"}

@@ -1,31 +1,34 @@
 """The top N items a user has not rated, from a run's model or a ratings folder: the method a query
-gets when it names none, and the popular items for a user the method knows no rating of."""
+gets when it names none (the best ranker available), the minimum-evidence ordering, the reasons, and
+popular items, with a note, for a user with too few ratings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trainctl.errors import TrainctlError, suggestion
-from trainctl.recommend import METHODS
+from trainctl.recommend import METHODS, RANKERS
 from trainctl.recommend.knn import KNNSettings
 from trainctl.recommend.popular import DESCRIPTION as POPULAR
 from trainctl.recommend.similarity import Similarity
-from trainctl.recommend.store import Fitted
+from trainctl.recommend.store import Fitted, find_user
 from trainctl.runs.run_dir import default_runs_root, resolve_run
+
+MIN_USER_RATINGS = 3  # fewer known ratings than this: the most popular items, with a note
 
 
 @dataclass
 class Recommendation:
-    """One answer: the user, the method that produced it (or its fallback), and the ranked items."""
+    """One answer: the user, the method that produced it (or popularity, with a note), the ranked items."""
 
     user: Any
     method: str
     description: str
-    fallback: str | None
+    note: str | None
     items: list[dict[str, Any]]
     source: str
 
@@ -34,13 +37,16 @@ class Recommendation:
             "user": self.user,
             "method": self.method,
             "description": self.description,
-            "fallback": self.fallback,
+            "note": self.note,
             "source": self.source,
             "items": self.items,
         }
 
 
-def parse_settings(k: int, similarity: str, shrinkage: float) -> KNNSettings:
+def method_settings(method: str, k: int | None, similarity: str, shrinkage: float, liked_at: float) -> Any:
+    """The settings of the chosen method; --k is the neighbour count of whichever k-NN is used."""
+    from trainctl.recommend.methods import MethodSettings
+
     try:
         kind = Similarity(similarity)
     except ValueError:
@@ -49,14 +55,22 @@ def parse_settings(k: int, similarity: str, shrinkage: float) -> KNNSettings:
             f"unknown similarity '{similarity}'.{suggestion(similarity, choices)}",
             fix=f"choose one of: {', '.join(choices)}",
         ) from None
-    if k < 1 or shrinkage < 0:
+    if (k is not None and k < 1) or shrinkage < 0:
         raise TrainctlError("--k must be at least 1 and --shrinkage at least 0")
-    return KNNSettings(k=k, similarity=kind, shrinkage=shrinkage)
+    settings = MethodSettings(liked_at=liked_at)
+    settings.knn = KNNSettings(k=k or KNNSettings.k, similarity=kind, shrinkage=shrinkage)
+    if k is not None and method == "item-knn":
+        settings.item_knn = replace(settings.item_knn, k=k)
+    return settings
 
 
-def pick_method(method: str | None, using_run: bool) -> str:
+def pick_method(method: str | None, run_method: str | None) -> str:
+    """The method asked for, else the best ranker available: the run's own when it is a ranker, EASE
+    beside a rating model, item-knn for a ratings folder (no run)."""
     if method is None:
-        return "mf" if using_run else "item-cf"
+        if run_method in RANKERS:
+            return run_method
+        return "ease" if run_method is not None else "item-knn"
     if method not in METHODS:
         raise TrainctlError(
             f"unknown method '{method}'.{suggestion(method, METHODS)}",
@@ -65,61 +79,62 @@ def pick_method(method: str | None, using_run: bool) -> str:
     return method
 
 
-def user_index(fitted: Fitted, user: str) -> int:
-    """The dense index of a user id given on the command line; an error naming the valid ids otherwise."""
-    ids = fitted.user_ids
-    wanted: Any = user
-    if ids.dtype.kind in "iu":
-        try:
-            wanted = int(user)
-        except ValueError:
-            wanted = None
-    position = int(np.searchsorted(ids, wanted)) if wanted is not None else len(ids)
-    if position < len(ids) and ids[position] == wanted:
-        return position
-    raise TrainctlError(f"unknown user id '{user}'", fix=valid_users(ids))
-
-
-def valid_users(ids: np.ndarray) -> str:
-    if len(ids) == 0:
-        return "the ratings have no users"
-    if ids.dtype.kind in "iu":
-        first, last = int(ids[0]), int(ids[-1])
-        if last - first + 1 == len(ids):
-            return f"user ids run from {first} to {last} ({len(ids):,} users)"
-        return f"{len(ids):,} user ids between {first} and {last}"
-    examples = ", ".join(str(x) for x in ids[:3])
-    return f"{len(ids):,} users, with ids such as {examples}"
-
-
 def recommend_for(fitted: Fitted, user: str, n: int) -> Recommendation:
-    """The top `n` items for `user` that they have not rated; popular items when the method knows no
-    rating of theirs (labelled as the fallback)."""
-    from trainctl.recommend.metrics import top_n
+    """The top `n` items for `user` among those they have not rated; popular items, with a note, when
+    the method cannot score them (no or too few ratings)."""
+    from trainctl.recommend.metrics import popularity_tiebreak, top_n
 
-    index = user_index(fitted, user)
+    index = find_user(fitted.user_ids, user)
     users = np.array([index])
-    recommender, fallback = fitted.recommender, None
-    if not fitted.learned_users[index]:
-        recommender = fitted.fallback()
-        fallback = (
-            f"user {user} has no ratings that {fitted.method} learned from: the most popular items instead"
+    counts = fitted.item_counts()
+    rated = fitted.ratings.by_user.dense_mask(users)
+    candidates = int((~rated[0] & (counts > 0)).sum())
+    if n > candidates:
+        raise TrainctlError(
+            f"--n {n} is more than the {candidates:,} items user {user} can be recommended",
+            fix=f"ask for at most --n {candidates} (items with ratings that the user has not rated)",
         )
-    top = top_n(recommender.scores(users), fitted.ratings.by_user.dense_mask(users), n)[0]
+    known = int(rated.sum())
+    recommender, note, method = fitted.recommender, None, fitted.method
+    if known < MIN_USER_RATINGS or not fitted.learned_users[index]:
+        recommender, method = fitted.fallback(), "popular"
+        why = (
+            f"has {known} rating(s), fewer than {MIN_USER_RATINGS}"
+            if known < MIN_USER_RATINGS
+            else f"has no ratings that {fitted.method} learned from"
+        )
+        note = f"user {user} {why}: the most popular items instead"
+    scores = recommender.scores(users)
+    top = top_n(scores, rated | (counts == 0)[None, :], n, popularity_tiebreak(counts))[0]
     top = top[top >= 0]
-    predicted = recommender.predict(np.full(len(top), index), top)
-    items = [
-        {
-            "rank": rank + 1,
-            "item": plain(fitted.item_ids[item]),
-            "title": str(fitted.titles[item]),
-            "predicted_rating": round(float(rating), 3),
-        }
-        for rank, (item, rating) in enumerate(zip(top, predicted, strict=True))
-    ]
-    method = "popular" if fallback else fitted.method
-    description = POPULAR if fallback else fitted.description
-    return Recommendation(plain(fitted.user_ids[index]), method, description, fallback, items, "")
+    shown = displayed_scores(recommender, method, index, top, scores[0])
+    because = getattr(recommender, "because", None)
+    reasons = because(index, top) if callable(because) else None
+    items = []
+    for rank, item in enumerate(top.tolist()):
+        items.append(
+            {
+                "rank": rank + 1,
+                "item": plain(fitted.item_ids[item]),
+                "title": str(fitted.titles[item]),
+                "score": round(float(shown[rank]), 4),
+                "ratings": int(counts[item]),
+                "because": None if reasons is None else [str(fitted.titles[j]) for j in reasons[rank]],
+            }
+        )
+    description = POPULAR if method == "popular" else fitted.description
+    return Recommendation(plain(fitted.user_ids[index]), method, description, note, items, "")
+
+
+def displayed_scores(
+    recommender: Any, method: str, user: int, top: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """What a line shows as its score: the predicted rating for rating predictors (mf, k-NN CF,
+    popular's damped mean), the ranker's own score otherwise."""
+    predict = getattr(recommender, "predict", None)
+    if callable(predict):
+        return predict(np.full(len(top), user), top)
+    return scores[top]
 
 
 def plain(value: Any) -> Any:
@@ -134,24 +149,37 @@ def recommend(
     method: str | None = None,
     run: str | None = None,
     data: Path | None = None,
-    k: int = 40,
+    k: int | None = None,
     similarity: str = "pearson",
     shrinkage: float = 100.0,
 ) -> Recommendation:
     """Resolve the run or data, get the fitted recommender (cached for a run) and answer the query."""
-    from trainctl.recommend.fitting import fitted_recommender, origin_of_path, origin_of_run
+    from trainctl.recommend.fitting import (
+        fitted_recommender,
+        latest_rating_run,
+        origin_of_path,
+        origin_of_run,
+    )
 
     if run is not None and data is not None:
         raise TrainctlError(
             "give --run or --data, not both",
-            fix="--run uses a trained run's model and data; --data fits user-cf, item-cf or popular on PATH",
+            fix="--run uses a trained run's model and data; --data fits a method on PATH",
         )
     if data is not None:
         origin = origin_of_path(data)
     else:
-        origin = origin_of_run(resolve_run(run or "latest", default_runs_root()).path)
-    chosen = pick_method(method, origin.run_dir is not None)
-    fitted = fitted_recommender(origin, chosen, parse_settings(k, similarity, shrinkage))
+        root = default_runs_root()
+        path = resolve_run(run, root).path if run is not None else latest_rating_run(root)
+        origin = origin_of_run(path)
+    chosen = pick_method(method, origin.run_method)
+    settings = method_settings(chosen, k, similarity, shrinkage, origin.data.liked_at)
+    try:
+        fitted = fitted_recommender(origin, chosen, settings, user)
+    except TrainctlError as exc:
+        if method is not None or chosen != "ease" or "EASE on" not in exc.what:
+            raise
+        fitted = fitted_recommender(origin, "item-knn", settings, user)  # catalogue too large for EASE
     answer = recommend_for(fitted, user, n)
     answer.source = origin.label
     return answer

@@ -1,7 +1,9 @@
-"""Every method on one train/test split (RMSE, MAE, ranking metrics), and k-fold cross-validation.
+"""Every method on one split: top-N ranking figures on the per-user protocol, RMSE and MAE of the rating
+predictors, and k-fold cross-validation of those.
 
-mf is not refitted here: on the run's own split the run's checkpoint is measured, and for
-cross-validation each fold is trained as a run of its own through `trainctl train`'s machinery.
+Trained models (mf, implicit-mf, or a run's EASE / item-kNN) are measured as given; the other methods
+are fitted here on the same training ratings. mf's folds are trained as runs through `trainctl
+train`'s machinery (see commands/evaluate_ratings.py).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from trainctl.data.ratings import Ratings, RatingsConfig, split_ratings
-from trainctl.recommend import neighbours_or_popular
-from trainctl.recommend.knn import KNNSettings
+from trainctl.data.ratings import Ratings, RatingsConfig, RatingsSplit, split_ratings
+from trainctl.errors import TrainctlError
+from trainctl.recommend import METHODS
 from trainctl.recommend.matrix import RatingMatrix
-from trainctl.recommend.metrics import Recommender, ranking_metrics, rating_errors
+from trainctl.recommend.methods import MethodSettings, fit_method
+from trainctl.recommend.metrics import Ranker, Recommender, ranking_metrics, rating_errors
 
-CF_METHODS = ("user-cf", "item-cf", "popular")
+RATING_METHODS = ("user-cf", "item-cf", "popular")  # fitted here for RMSE/MAE beside a trained mf
+RANKING_FITTED = ("ease", "item-knn", "user-cf", "item-cf", "popular")  # fitted here for top-N figures
 
 
 @dataclass
@@ -41,52 +45,61 @@ def matrix_of(ratings: Ratings) -> RatingMatrix:
     )
 
 
-def fit_method(method: str, train: RatingMatrix, settings: KNNSettings) -> tuple[Recommender, float]:
-    """A k-NN or popularity recommender fitted on `train`, and the seconds fitting took."""
+def timed_fit(method: str, train: RatingMatrix, settings: MethodSettings) -> tuple[Ranker, float]:
+    """`method` fitted on `train`, and the seconds fitting took."""
     started = time.perf_counter()
-    model = neighbours_or_popular(method, train, settings)
+    model = fit_method(method, train, settings)
     return model, time.perf_counter() - started
 
 
-def score_split(
-    recommender: Recommender,
-    train: RatingMatrix,
-    test: Ratings,
-    *,
-    ranking: bool,
-    n: int = 10,
-    threshold: float = 4.0,
-) -> dict[str, float]:
-    """RMSE and MAE on the test ratings, plus top-n ranking metrics when asked."""
-    metrics = rating_errors(recommender.predict(test.users, test.items), test.values)
-    if ranking:
-        metrics.update(
-            ranking_metrics(recommender, train.by_user, matrix_of(test).by_user, n=n, threshold=threshold)
-        )
-    return metrics
-
-
-def evaluate_split(
+def evaluate_ranking(
     train: Ratings,
     test: Ratings,
     *,
-    mf: Recommender | None,
-    settings: KNNSettings,
-    ranking: bool = True,
+    trained: dict[str, Ranker],
+    settings: MethodSettings,
     n: int = 10,
-    threshold: float = 4.0,
+) -> dict[str, dict[str, Any]]:
+    """Top-n figures of every method on one split, keyed by method, in METHODS order (popular last).
+
+    `trained` are measured as given; the others are fitted on `train`. A method that cannot be
+    fitted (EASE on a catalogue too large for memory) gets a `skipped` reason instead of figures.
+    """
+    train_matrix, test_matrix = matrix_of(train), matrix_of(test)
+    table: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        seconds = None
+        if method in trained:
+            model = trained[method]
+        elif method in RANKING_FITTED:
+            try:
+                model, seconds = timed_fit(method, train_matrix, settings)
+            except TrainctlError as exc:
+                table[method] = {"skipped": exc.what}
+                continue
+        else:
+            continue
+        figures: dict[str, Any] = ranking_metrics(
+            model, train_matrix.by_user, test_matrix.by_user, n=n, liked_at=settings.liked_at
+        )
+        figures["users"] = int(figures["users"])
+        figures["fit_seconds"] = seconds  # None: trained in a run
+        table[method] = figures
+    return table
+
+
+def evaluate_ratings_split(
+    train: Ratings, test: Ratings, *, mf: Recommender | None, settings: MethodSettings
 ) -> list[MethodResult]:
-    """Every method on one split: mf (already trained, when given), user-cf, item-cf and popular."""
+    """RMSE and MAE on one split: mf (already trained, when given), user-cf, item-cf and popular."""
     train_matrix = matrix_of(train)
     results = []
     if mf is not None:
-        results.append(
-            MethodResult("mf", score_split(mf, train_matrix, test, ranking=ranking, n=n, threshold=threshold))
-        )
-    for method in CF_METHODS:
-        model, seconds = fit_method(method, train_matrix, settings)
-        metrics = score_split(model, train_matrix, test, ranking=ranking, n=n, threshold=threshold)
-        results.append(MethodResult(method, metrics, seconds))
+        results.append(MethodResult("mf", rating_errors(mf.predict(test.users, test.items), test.values)))
+    for method in RATING_METHODS:
+        model, seconds = timed_fit(method, train_matrix, settings)
+        errors = rating_errors(model.predict(test.users, test.items), test.values)  # type: ignore[attr-defined]
+        results.append(MethodResult(method, errors, seconds))
     return results
 
 
@@ -95,20 +108,21 @@ def cross_validate(
     data: RatingsConfig,
     folds: int,
     *,
-    settings: KNNSettings,
+    settings: MethodSettings,
     train_mf_fold: Any = None,
 ) -> list[MethodResult]:
-    """Mean (and std) RMSE, MAE and fit time per fold of every method over `folds` random folds.
+    """Mean (and std) RMSE, MAE and fit time per fold of every rating method over `folds` random folds.
 
     `train_mf_fold(fold)` trains mf on the other folds and returns (rmse, mae, seconds); None skips mf.
     """
     per_method: dict[str, list[MethodResult]] = {}
     for fold in range(folds):
-        train, test = split_ratings(ratings, replace(data, folds=folds, fold=fold))
+        fold_config = replace(data, split=RatingsSplit.random, folds=folds, fold=fold)
+        train, test = split_ratings(ratings, fold_config)
         if train_mf_fold is not None:
             rmse, mae, seconds = train_mf_fold(fold)
             per_method.setdefault("mf", []).append(MethodResult("mf", {"rmse": rmse, "mae": mae}, seconds))
-        for result in evaluate_split(train, test, mf=None, settings=settings, ranking=False):
+        for result in evaluate_ratings_split(train, test, mf=None, settings=settings):
             per_method.setdefault(result.method, []).append(result)
     return [average(method, results) for method, results in per_method.items()]
 
@@ -127,3 +141,8 @@ def average(method: str, results: list[MethodResult]) -> MethodResult:
 def run_dir_for_folds(run_dir: Path, folds: int) -> Path:
     """Where a run's cross-validation folds are trained: <run>/cv<folds>/."""
     return run_dir / f"cv{folds}"
+
+
+def run_dir_for_ranking(run_dir: Path) -> Path:
+    """Where a run whose own split is not the top-N protocol is trained again on it: <run>/ranking/."""
+    return run_dir / "ranking"

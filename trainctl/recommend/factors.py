@@ -1,4 +1,4 @@
-"""A trained matrix-factorisation model as numpy arrays: predictions without torch."""
+"""Trained factor models as numpy arrays (rating mf, implicit softmax mf): scores without torch."""
 
 from __future__ import annotations
 
@@ -33,14 +33,6 @@ class FactorRecommender:
         arrays["rating_range"] = np.array(low_high, dtype=np.float64)
         return cls(arrays), extra
 
-    @classmethod
-    def trained(cls, state: dict[str, Any]) -> tuple[FactorRecommender, Any, Any]:
-        """The model and its user and item ids (None when the run saved none) from an mf state dict."""
-        from trainctl.models.mf import ids_from_state
-
-        model, extra = cls.from_state_dict(state)
-        return model, ids_from_state(extra.get("user_ids")), ids_from_state(extra.get("item_ids"))
-
     def arrays(self) -> dict[str, np.ndarray]:
         return {
             "user_factors": self.user_factors,
@@ -58,7 +50,41 @@ class FactorRecommender:
         return np.clip(raw.astype(np.float64), self.low, self.high)
 
     def scores(self, users: np.ndarray) -> np.ndarray:
-        """(users x items) ranking scores: the unclipped predictions."""
+        """(users x items) ranking scores: the predicted ratings as shown, clipped to the scale (equal
+        ones are ordered by popularity, see metrics.top_n)."""
         users = np.asarray(users, dtype=np.int64)
         raw = self.user_factors[users] @ self.item_factors.T + self.item_bias[None, :]
-        return raw + self.user_bias[users, None] + self.global_bias
+        return np.clip(raw + self.user_bias[users, None] + self.global_bias, self.low, self.high)
+
+
+class ImplicitFactorRecommender:
+    """score(u, i) = P[u] . Q[i] + b[i]: the logits of the implicit softmax model (a ranker)."""
+
+    name = "implicit-mf"
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors = arrays["user_factors"].astype(np.float32)
+        self.item_factors = arrays["item_factors"].astype(np.float32)
+        self.item_bias = arrays["item_bias"].reshape(-1).astype(np.float32)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> tuple[ImplicitFactorRecommender, dict[str, Any]]:
+        extra = state.get("_extra_state") or {}
+        return cls(
+            {
+                "user_factors": state["user_factors.weight"].float().numpy(),
+                "item_factors": state["item_factors.weight"].float().numpy(),
+                "item_bias": state["item_bias"].float().numpy(),
+            }
+        ), extra
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            "item_bias": self.item_bias,
+        }
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        return self.user_factors[users] @ self.item_factors.T + self.item_bias[None, :]

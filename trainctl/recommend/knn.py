@@ -5,6 +5,9 @@ the k items most similar to i among those u rated. Both are one computation on t
 or its transpose ("rows" are the entities compared). With `centered` (the default) a prediction is
 the row's mean plus the similarity-weighted mean deviation of the neighbours (Surprise's
 KNNWithMeans), else the similarity-weighted mean rating (KNNBasic). Only positive similarities count.
+
+Ranked lists follow the minimum-evidence rule: an estimate from fewer than min_k neighbours falls
+back to a mean, and a fallback never outranks an estimate with neighbours (ties: see metrics.top_n).
 """
 
 from __future__ import annotations
@@ -124,17 +127,46 @@ class KNNRecommender:
 
     def estimate(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         rows, cols = (users, items) if self.user_based else (items, users)
-        out = self.neighbourhood.estimate(rows, cols)
+        return self.with_fallback(self.neighbourhood.estimate(rows, cols), rows)
+
+    def with_fallback(self, out: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """`out` with its NaNs (no usable neighbour) replaced by the row's mean, else the global mean."""
         missing = np.isnan(out)
-        if self.settings.centered:  # no usable neighbour: the row's mean, else the global mean
+        if self.settings.centered:
             out[missing] = self.row_means[np.asarray(rows)[missing]]
             missing = np.isnan(out)
         out[missing] = self.global_mean
         return out
 
     def scores(self, users: np.ndarray) -> np.ndarray:
-        """(users x items) ranking scores: the unclipped predictions."""
+        """(users x items) ranking scores: the clipped predictions, lowered below the rating scale where
+        they are a fallback (no usable neighbour), so that any real estimate ranks first."""
         users = np.asarray(users, dtype=np.int64)
         grid_users = np.repeat(users, self.matrix.num_items)
         grid_items = np.tile(np.arange(self.matrix.num_items), len(users))
-        return self.estimate(grid_users, grid_items).reshape(len(users), self.matrix.num_items)
+        rows, cols = (grid_users, grid_items) if self.user_based else (grid_items, grid_users)
+        estimate = self.neighbourhood.estimate(rows, cols)
+        fallback = np.isnan(estimate)
+        clipped = np.clip(self.with_fallback(estimate, rows), self.low, self.high)
+        below = np.where(fallback, self.high - self.low + 1.0, 0.0)
+        return (clipped - below).reshape(len(users), self.matrix.num_items)
+
+    def is_fallback(self, scores: np.ndarray) -> np.ndarray:
+        """Which of `scores` came from a fallback rather than from neighbours."""
+        return scores < self.low
+
+    def because(self, user: int, items: np.ndarray, most: int = 2) -> list[list[int]] | None:
+        """item-cf: for each item, up to `most` items the user rated that are its most similar
+        neighbours with a rating above the user's mean; user-cf explains by users, so None."""
+        if self.user_based:
+            return None
+        start, end = self.matrix.by_user.ptr[user], self.matrix.by_user.ptr[user + 1]
+        rated = self.matrix.by_user.index[start:end]
+        liked = rated[
+            self.matrix.by_user.data[start:end] >= np.nan_to_num(self.matrix.by_user.row_means()[user])
+        ]
+        if len(liked) == 0:
+            return [[] for _ in items]
+        sims = self.sim[np.ix_(np.asarray(items, dtype=np.int64), liked)]
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :most]
+        return [[int(liked[j]) for j in row if sims[i, j] > 0] for i, row in enumerate(order)]

@@ -40,14 +40,28 @@ class Compressed:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums, np.nan) / counts
 
-    def dense_mask(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), columns) booleans: True where the row has an entry."""
-        mask = np.zeros((len(rows), self.shape[1]), dtype=bool)
+    def entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner, position) of every entry of `rows`: owner is the entry's place in `rows`, position
+        its place in `index` and `data`."""
+        rows = np.asarray(rows, dtype=np.int64)
         lengths = self.ptr[rows + 1] - self.ptr[rows]
         owner = np.repeat(np.arange(len(rows)), lengths)
         starts = np.repeat(self.ptr[rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        mask[owner, self.index[starts + np.arange(len(owner))]] = True
+        return owner, starts + np.arange(len(owner))
+
+    def dense_mask(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), columns) booleans: True where the row has an entry."""
+        mask = np.zeros((len(rows), self.shape[1]), dtype=bool)
+        owner, position = self.entries(rows)
+        mask[owner, self.index[position]] = True
         return mask
+
+    def dense_values(self, rows: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """(len(rows), columns) values, 0 where the row has no entry."""
+        out = np.zeros((len(rows), self.shape[1]), dtype=dtype)
+        owner, position = self.entries(rows)
+        out[owner, self.index[position]] = self.data[position]
+        return out
 
     def to_scipy(self) -> sp.csr_matrix:
         import scipy.sparse as sp

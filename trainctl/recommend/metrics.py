@@ -11,12 +11,16 @@ from trainctl.recommend.matrix import Compressed
 USERS_PER_CHUNK_ELEMENTS = 1 << 22  # (users x items) score entries ranked at a time
 
 
-class Recommender(Protocol):
+class Ranker(Protocol):
     name: str
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
-
     def scores(self, users: np.ndarray) -> np.ndarray: ...
+
+
+class Recommender(Ranker, Protocol):
+    """A rating predictor: predicted ratings of pairs, and ranking scores."""
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
 
 def rating_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
@@ -24,12 +28,27 @@ def rating_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]
     return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
 
 
-def top_n(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
-    """(users x n) item indices by descending score, skipping excluded items; ties go to the lower index.
+def popularity_tiebreak(counts: np.ndarray) -> np.ndarray:
+    """Per item, a number in [0, 1) that grows with its rating count: ties in score go to the more
+    popular item (then to the lower index)."""
+    order = np.lexsort((-np.arange(len(counts)), np.asarray(counts)))  # least popular first
+    rank = np.empty(len(counts), dtype=np.float64)
+    rank[order] = np.arange(len(counts))
+    return rank / max(1, len(counts))
 
-    Rows with fewer than n candidates are padded with -1.
+
+def top_n(scores: np.ndarray, exclude: np.ndarray, n: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """(users x n) item indices by descending score, skipping excluded items; rows with fewer than n
+    candidates are padded with -1.
+
+    Equal scores go to the item with the larger `tiebreak` (popularity_tiebreak), else the lower index.
+    The tiebreak is added at 1e-9 of the scores' magnitude, so it orders only (near-)equal scores.
     """
     scores = np.where(exclude, -np.inf, np.asarray(scores, dtype=np.float64))
+    if tiebreak is not None:
+        finite = np.abs(scores[np.isfinite(scores)])
+        scale = 1e-9 * max(1.0, float(finite.max()) if finite.size else 1.0)
+        scores = scores + scale * tiebreak[None, :]
     n_items = scores.shape[1]
     n = min(n, n_items)
     if n < n_items:
@@ -42,29 +61,46 @@ def top_n(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
     return np.where(np.isneginf(np.take_along_axis(scores, best, axis=1)), -1, best)
 
 
-def ranking_metrics(
-    recommender: Recommender, train: Compressed, test: Compressed, *, n: int = 10, threshold: float = 4.0
-) -> dict[str, float]:
-    """precision@n, recall@n and nDCG@n over the users with a relevant test item (rated >= threshold).
+RANKING_METRICS = ("precision", "recall", "ndcg", "hit_rate", "coverage")
 
-    Each user's list ranks every item they did not rate in training (binary relevance).
+
+def ranking_metrics(
+    ranker: Ranker, train: Compressed, test: Compressed, *, n: int = 10, liked_at: float = 4.0
+) -> dict[str, float]:
+    """precision@n, recall@n, nDCG@n, hit_rate@n and catalogue coverage of top-n lists.
+
+    A user counts when a test rating of theirs is liked (>= liked_at; relevance is binary). Their list
+    ranks the candidates: items with a training rating that they did not rate in training; equal
+    scores go to the more popular item. recall divides the hits by the user's liked test items,
+    nDCG by the ideal DCG of min(n, liked) hits, and coverage counts the distinct items of all lists
+    over the catalogue's items.
     """
     rows = np.repeat(np.arange(test.shape[0]), test.counts())
-    keep = test.data >= threshold
+    keep = test.data >= liked_at
     liked_by_user = Compressed.build(rows[keep], test.index[keep], test.data[keep], test.shape)
     users = np.flatnonzero(liked_by_user.counts() > 0)
-    totals = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0}
+    popularity = np.bincount(train.index, minlength=train.shape[1])
+    unseen = popularity == 0
+    tiebreak = popularity_tiebreak(popularity)
+    totals = dict.fromkeys(RANKING_METRICS[:-1], 0.0)
+    listed = np.zeros(train.shape[1], dtype=bool)
     discounts = 1.0 / np.log2(np.arange(2, n + 2))
     per_chunk = max(1, USERS_PER_CHUNK_ELEMENTS // max(1, train.shape[1]))
     for start in range(0, len(users), per_chunk):
         chunk = users[start : start + per_chunk]
-        lists = top_n(recommender.scores(chunk), train.dense_mask(chunk), n)
+        exclude = train.dense_mask(chunk) | unseen[None, :]
+        lists = top_n(ranker.scores(chunk), exclude, n, tiebreak)
+        listed[lists[lists >= 0]] = True
         liked = liked_by_user.dense_mask(chunk)
         hits = np.take_along_axis(liked, lists.clip(0), axis=1) & (lists >= 0)
-        n_liked = liked.sum(axis=1)
+        n_hits, n_liked = hits.sum(axis=1), liked.sum(axis=1)
         ideal = np.cumsum(discounts)[np.minimum(n_liked, n) - 1]
-        totals["precision"] += float((hits.sum(axis=1) / n).sum())
-        totals["recall"] += float((hits.sum(axis=1) / n_liked).sum())
+        totals["precision"] += float((n_hits / n).sum())
+        totals["recall"] += float((n_hits / n_liked).sum())
         totals["ndcg"] += float(((hits * discounts[: hits.shape[1]]).sum(axis=1) / ideal).sum())
+        totals["hit_rate"] += float((n_hits > 0).sum())
     count = max(1, len(users))
-    return {f"{name}@{n}": value / count for name, value in totals.items()}
+    result = {f"{name}@{n}": value / count for name, value in totals.items()}
+    result["coverage"] = float(listed.sum() / max(1, train.shape[1]))
+    result["users"] = float(len(users))
+    return result

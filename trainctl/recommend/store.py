@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from trainctl.errors import TrainctlError
-from trainctl.recommend import neighbours_or_popular
+from trainctl.recommend.item_scores import ItemItemRecommender
 from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import RatingMatrix
-from trainctl.recommend.metrics import Recommender
+from trainctl.recommend.metrics import Ranker
 from trainctl.recommend.popular import PopularRecommender
 from trainctl.recommend.similarity import Similarity
 
-FORMAT = 1
+FORMAT = 2
 CACHE_DIR = "recommend"
 
 
@@ -31,17 +31,20 @@ class Fitted:
     """What a query needs: the method, the ratings it knows (to skip rated items), ids and titles."""
 
     method: str
-    recommender: Recommender
+    recommender: Ranker
     ratings: RatingMatrix  # every known rating, in the recommender's index space
     user_ids: np.ndarray
     item_ids: np.ndarray
     titles: np.ndarray  # "" where unknown
-    learned_users: np.ndarray  # bool per user: the method learned from at least one of their ratings
+    learned_users: np.ndarray  # bool per user: the method can score them (factor models: trained on them)
     description: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # settings that rebuild the recommender
 
     def fallback(self) -> PopularRecommender:
         return PopularRecommender(self.ratings)
+
+    def item_counts(self) -> np.ndarray:
+        return self.ratings.by_item.counts()
 
     def save(self, path: Path, fingerprint: Any) -> None:
         """Write the .npz atomically (a temporary file renamed over `path`)."""
@@ -67,12 +70,43 @@ class Fitted:
         os.replace(tmp, path)
 
 
-def model_arrays(recommender: Recommender) -> dict[str, np.ndarray]:
-    """The arrays that rebuild `recommender` besides the ratings (factors, or a similarity matrix)."""
+def find_user(ids: np.ndarray, user: str) -> int:
+    """The dense index of a user id given on the command line; an error naming the valid ids otherwise."""
+    wanted: Any = user
+    if ids.dtype.kind in "iu":
+        try:
+            wanted = int(user)
+        except ValueError:
+            wanted = None
+    position = int(np.searchsorted(ids, wanted)) if wanted is not None else len(ids)
+    if position < len(ids) and ids[position] == wanted:
+        return position
+    raise TrainctlError(f"unknown user id '{user}'", fix=valid_users(ids))
+
+
+def valid_users(ids: np.ndarray) -> str:
+    if len(ids) == 0:
+        return "the ratings have no users"
+    if ids.dtype.kind in "iu":
+        first, last = int(ids[0]), int(ids[-1])
+        if last - first + 1 == len(ids):
+            return f"user ids run from {first} to {last} ({len(ids):,} users)"
+        return f"{len(ids):,} user ids between {first} and {last}"
+    examples = ", ".join(str(x) for x in ids[:3])
+    return f"{len(ids):,} users, with ids such as {examples}"
+
+
+def model_arrays(recommender: Ranker) -> dict[str, np.ndarray]:
+    """The arrays that rebuild `recommender` besides the ratings (factors, weights, similarities)."""
     if isinstance(recommender, KNNRecommender):
         return {"sim": recommender.sim}
     if isinstance(recommender, PopularRecommender):
         return {}
+    if isinstance(recommender, ItemItemRecommender):
+        weights = recommender.weights
+        if isinstance(weights, np.ndarray):
+            return {"weights": weights}
+        return {"ptr": weights.ptr, "neighbours": weights.index, "similarities": weights.data}
     return recommender.arrays()  # type: ignore[attr-defined]
 
 
@@ -91,33 +125,34 @@ def load_fitted(path: Path, fingerprint: Any) -> Fitted | None:
     ratings = RatingMatrix.from_arrays({k[8:]: v for k, v in arrays.items() if k.startswith("ratings_")})
     model = {k[6:]: v for k, v in arrays.items() if k.startswith("model_")}
     method = meta["method"]
+    extra = {k: v for k, v in meta.items() if k not in ("format", "method", "description", "fingerprint")}
     return Fitted(
         method,
-        rebuild(method, ratings, model, meta.get("settings")),
+        rebuild(method, ratings, model, extra),
         ratings,
         arrays["user_ids"],
         arrays["item_ids"],
         arrays["titles"],
         arrays["learned_users"],
         meta.get("description", ""),
-        {k: v for k, v in meta.items() if k not in ("format", "method", "description", "fingerprint")},
+        extra,
     )
 
 
-def rebuild(method: str, ratings: RatingMatrix, model: dict[str, np.ndarray], settings: Any) -> Recommender:
-    if method == "mf":
-        from trainctl.recommend.factors import FactorRecommender
-
-        return FactorRecommender(model)
+def rebuild(method: str, ratings: RatingMatrix, model: dict[str, np.ndarray], meta: dict[str, Any]) -> Ranker:
     if method == "popular":
-        return neighbours_or_popular(method, ratings, KNNSettings())
+        return PopularRecommender(ratings)
     if method in ("user-cf", "item-cf"):
+        settings = meta["settings"]
         knn = KNNSettings(**{**settings, "similarity": Similarity(settings["similarity"])})
-        return neighbours_or_popular(method, ratings, knn, sim=model["sim"])
+        return KNNRecommender(ratings, user_based=method == "user-cf", settings=knn, sim=model["sim"])
+    if method in ("mf", "implicit-mf", "ease", "item-knn"):
+        from trainctl.recommend.trained import build_ranker
+
+        return build_ranker(method, model, ratings, meta["liked_at"], meta.get("settings") or {})
     raise TrainctlError(f"unknown method in a saved recommender: {method}")
 
 
-def cache_path(run_dir: Path, method: str, settings: KNNSettings | None) -> Path:
-    """Where a run keeps the fitted `method` (similarity settings are part of a k-NN file's name)."""
-    suffix = f"-{settings.key()}" if settings is not None and method in ("user-cf", "item-cf") else ""
-    return run_dir / CACHE_DIR / f"{method}{suffix}.npz"
+def cache_path(run_dir: Path, method: str, key: str = "") -> Path:
+    """Where a run keeps the fitted `method` (`key` names settings that change the fit)."""
+    return run_dir / CACHE_DIR / f"{method}{'-' + key if key else ''}.npz"

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from trainctl.data import DATASETS
-from trainctl.data.movielens import ensure_movielens, is_archive_folder
-from trainctl.data.ratings import Ratings, RatingsConfig, config_source, read_ratings, split_ratings
+from trainctl.data.ratings import Ratings, RatingsConfig, RatingsTarget, load_ratings, split_ratings
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
 from trainctl.errors import TrainctlError
 
@@ -28,16 +27,10 @@ class RatingSpec(DataSpec):
     rating_max: float = 0.0
 
 
-def load_ratings(cfg: RatingsConfig) -> Ratings:
-    """Every rating `cfg` points at, downloading a missing MovieLens folder first."""
-    source = config_source(cfg)
-    folder = source.ratings_file.parent
-    if not source.ratings_file.is_file() and is_archive_folder(folder):
-        ensure_movielens(folder, cfg.mirrors, cfg.download)
-    return read_ratings(source)
-
-
-def as_split(ratings: Ratings) -> Split:
+def as_split(ratings: Ratings, target: RatingsTarget = RatingsTarget.rating) -> Split:
+    """(user, item) pairs -> ratings; or, for implicit feedback, users -> the items they rated."""
+    if RatingsTarget(target) is RatingsTarget.item:
+        return Split(torch.from_numpy(ratings.users.reshape(-1, 1)), torch.from_numpy(ratings.items))
     pairs = torch.from_numpy(np.stack([ratings.users, ratings.items], axis=1))
     return Split(pairs, torch.from_numpy(ratings.values.astype(np.float32)))
 
@@ -48,10 +41,17 @@ def load_ratings_dataset(cfg: RatingsConfig) -> DataBundle:
     if len(ratings) < 2:
         raise TrainctlError(f"{ratings.source} holds {len(ratings)} rating(s); a split needs at least 2")
     train, test = split_ratings(ratings, cfg)
-    spec = RatingSpec(
-        input_shape=(2,),
-        num_outputs=1,
-        task=Task.regression,
+    spec = ratings_spec(ratings, train, cfg)
+    return DataBundle(train=as_split(train, cfg.target), test=as_split(test, cfg.target), spec=spec)
+
+
+def ratings_spec(ratings: Ratings, train: Ratings, cfg: RatingsConfig) -> RatingSpec:
+    """The spec of `ratings` trained on `train`: (user, item) -> rating, or user -> item (data.target)."""
+    implicit = RatingsTarget(cfg.target) is RatingsTarget.item
+    return RatingSpec(
+        input_shape=(1,) if implicit else (2,),
+        num_outputs=ratings.num_items if implicit else 1,
+        task=Task.classification if implicit else Task.regression,
         num_users=ratings.num_users,
         num_items=ratings.num_items,
         user_ids=ratings.user_ids,
@@ -60,7 +60,6 @@ def load_ratings_dataset(cfg: RatingsConfig) -> DataBundle:
         rating_min=float(ratings.values.min()),
         rating_max=float(ratings.values.max()),
     )
-    return DataBundle(train=as_split(train), test=as_split(test), spec=spec)
 
 
 def rating_spec(spec: DataSpec, needed_by: str) -> RatingSpec:
