@@ -28,11 +28,11 @@ from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import ranking_metrics
 from trainctl.recommend.trained import build_ranker
 from trainctl.runtime.collectives import all_reduce_sum, barrier, gather_to_rank0
+from trainctl.training.checkpoint import FORMAT, rng_state, save_checkpoint, seed_everything
 
 if TYPE_CHECKING:
     from trainctl.recommend.matrix import Compressed
     from trainctl.runtime.worker import WorkerContext
-from trainctl.training.checkpoint import FORMAT, rng_state, save_atomic, seed_everything
 
 LOSS_CURVE = False  # `trainctl smoke` checks a fit and its determinism, not a falling loss
 
@@ -140,6 +140,6 @@ def save(model: Any, cfg: Config, ctx: WorkerContext, metrics: dict[str, float])
             "ema": None,
             "grad_scaler": {},
         }
-        for tag in ("last", "best"):
-            save_atomic(state, ctx.run.checkpoint(tag))
+        for tag in ("last", "best"):  # verified on load against the manifest save_checkpoint writes
+            save_checkpoint(state, ctx.run.checkpoints, tag, step=1)
     barrier()
