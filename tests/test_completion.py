@@ -44,6 +44,7 @@ def test_bash_completion_script_completes_presets_options_and_keys() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "mlp_digits mlp_mnist"  # `conf=ml<TAB>`: readline keeps `conf=`, gets the rest
     presets = {"bert_sst2", "linreg", "mf_movielens", "mlp_digits", "mlp_mnist", "resnet_cifar"}
+    presets |= {"ease_movielens", "item_knn_movielens", "implicit_mf_movielens"}
     assert set(lines[1].split()) == presets
     assert lines[2] == "linreg"
     assert lines[3] == "adagrad adam adamw"

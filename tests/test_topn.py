@@ -126,13 +126,15 @@ def as_dense(rows: Compressed) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("gathered", [True, False], ids=["gathered pairs", "dense product"])
 @pytest.mark.parametrize(("k", "alpha"), [(5, 0.5), (8, 0.7), (100, 0.5)])
 def test_sparse_top_k_neighbours_equal_the_dense_similarity(
-    k: int, alpha: float, monkeypatch: pytest.MonkeyPatch
+    k: int, alpha: float, gathered: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dense, by_user, by_item = weighted_matrix()
     monkeypatch.setattr(interactions, "BLOCK_ELEMENTS", 70)  # blocks of 2 rows
     monkeypatch.setattr(interactions, "PAIR_BUDGET", 50)  # and several gathers per block
+    monkeypatch.setattr(interactions, "DENSE_LIMIT", 0 if gathered else 40 * 30)
     settings = KNNRankerSettings(k=k, alpha=alpha)
     got = knn_neighbours(by_item, by_user, settings)
     want = dense_top_k(dense, k, alpha)
@@ -190,7 +192,11 @@ def test_a_fallback_never_outranks_real_evidence_and_ties_go_to_popular_items() 
     assert top_n(scores[None, :], rated, 4, popularity_tiebreak(counts)).tolist() == [[4, 3, 1, 2]]
 
 
-def test_the_memory_formula_bounds_a_query_and_puts_25m_ratings_in_a_few_gb() -> None:
+@pytest.mark.parametrize("dense_limit", [0, 1 << 24], ids=["gathered pairs", "dense product"])
+def test_the_memory_formula_bounds_a_query_and_puts_25m_ratings_in_a_few_gb(
+    dense_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(interactions, "DENSE_LIMIT", dense_limit)
     users, items, values = latest_small_like(users=150, items=2_000, ratings=20_000)
     heavy = int(np.bincount(users).argmax())
     tracemalloc.start()

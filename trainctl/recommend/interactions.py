@@ -11,6 +11,7 @@ from trainctl.recommend.matrix import Compressed
 
 BLOCK_ELEMENTS = 1 << 20  # (rows x items) co-occurrence entries computed at a time
 PAIR_BUDGET = 1 << 21  # (user, item) pairs gathered at a time while computing a block
+DENSE_LIMIT = 1 << 24  # up to this many (users x items) entries, X is held dense (float32, 64 MB)
 
 Reduce = Callable[[np.ndarray], np.ndarray] | None
 
@@ -56,13 +57,22 @@ def cooccurrence_blocks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rows of the block, dense float64 block of X^T X) for `rows` of the item-item co-occurrence.
 
-    Row j sums, over the users v who rated j, w(v, j) times v's row of weights: numpy gathers and
-    one bincount per chunk of at most PAIR_BUDGET (user, item) pairs (a chunk may hold one user with
-    more). `reduce` sums a block over data-parallel ranks (each holds some of the users).
+    A small X (at most DENSE_LIMIT entries) is held dense and each block is one matrix product (exact:
+    the weights are halves, their sums small integers). Otherwise row j sums, over the users v who
+    rated j, w(v, j) times v's row of weights: numpy gathers and one bincount per chunk of at most
+    PAIR_BUDGET (user, item) pairs (a chunk may hold one user with more). `reduce` sums a block over
+    data-parallel ranks (each holds some of the users).
     """
-    num_items = by_user.shape[1]
+    num_users, num_items = by_user.shape
+    rows = np.asarray(rows, dtype=np.int64)
+    if num_users * num_items <= DENSE_LIMIT:
+        weights_by_user = by_user.dense_values(np.arange(num_users), np.float32)
+        for block in block_rows(num_items, rows):
+            dense = (weights_by_user[:, block].T @ weights_by_user).astype(np.float64)
+            yield block, dense if reduce is None else reduce(dense)
+        return
     user_counts = by_user.counts()
-    for block in block_rows(num_items, np.asarray(rows, dtype=np.int64)):
+    for block in block_rows(num_items, rows):
         dense = np.zeros(len(block) * num_items)
         owner, position = by_item.entries(block)
         users, weights = by_item.index[position], by_item.data[position]

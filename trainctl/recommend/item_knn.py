@@ -93,10 +93,13 @@ def query_memory_bytes(num_users: int, num_items: int, num_ratings: int, rated: 
     interpreter and the file's parsing: the ratings by user and by item (int64 index, float64 value:
     32 B a rating) plus the sort that builds them (16 B), their implicit weights (float32: 8 B), one
     co-occurrence block (at most BLOCK_ELEMENTS entries of 40 B: the float64 sums and a bincount's,
-    the similarities, the selection's indices), the gathered pairs (at most PAIR_BUDGET, about 40 B
-    each), the `rated` items' neighbours (12 B each) and a few score rows over the catalogue."""
-    from trainctl.recommend.interactions import BLOCK_ELEMENTS, PAIR_BUDGET
+    the similarities, the selection's indices), then either X held dense (float32, when users x items
+    is at most DENSE_LIMIT) or the gathered pairs (at most PAIR_BUDGET, about 40 B each), the `rated`
+    items' neighbours (12 B each) and a few score rows over the catalogue."""
+    from trainctl.recommend.interactions import BLOCK_ELEMENTS, DENSE_LIMIT, PAIR_BUDGET
 
     per_rating = 32 + 16 + 8
-    block = min(BLOCK_ELEMENTS, max(1, rated) * num_items) * 40 + PAIR_BUDGET * 40
+    cells = num_users * num_items
+    gather = 4 * cells if cells <= DENSE_LIMIT else PAIR_BUDGET * 40
+    block = min(BLOCK_ELEMENTS, max(1, rated) * num_items) * 40 + gather
     return per_rating * num_ratings + 16 * (num_users + num_items) + block + 12 * rated * k + 32 * num_items
