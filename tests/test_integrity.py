@@ -209,9 +209,8 @@ def test_resume_applies_allowed_overrides_and_records_when(runs_root: Path) -> N
 
 def test_readme_resume_example_works_as_written(runs_root: Path) -> None:
     lines = (REPO / "README.md").read_text().splitlines()
-    resume = next(
-        i for i, line in enumerate(lines) if line.startswith("trainctl train --resume latest trainer.epochs=10")
-    )
+    example = "trainctl train --resume latest trainer.epochs=10"  # the Training section's
+    resume = next(i for i, line in enumerate(lines) if line.startswith(example))
     for line in lines[resume - 1 : resume + 1]:  # the preset's run, then its resume
         args = shlex.split(line.split("#")[0])[1:]
         result = runner.invoke(app, args)
