@@ -308,7 +308,7 @@ def test_slurm_dry_run_prints_a_valid_sbatch_script(tmp_path: Path) -> None:
     for line in (
         "#SBATCH --nodes=2",
         "#SBATCH --partition=gpu",
-        "srun --nodes=2 --ntasks-per-node=1 trainctl train",
+        "srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=4 trainctl train",
         "launcher=multinode launcher.nnodes=2 launcher.nproc=4",
         'launcher.run_id="$SLURM_JOB_ID"',
         "parallel=ddp",
@@ -321,8 +321,10 @@ def test_slurm_dry_run_prints_a_valid_sbatch_script(tmp_path: Path) -> None:
 
 
 def test_slurm_launch_without_sbatch_writes_the_script_and_says_how_to_submit(tmp_path: Path) -> None:
+    no_sbatch = tmp_path / "bin"  # a PATH without sbatch, even where the machine has one
+    no_sbatch.mkdir()
     result = trainctl(
-        "train", "conf=linreg", "parallel=ddp", "launcher=slurm", runs=tmp_path, env={"PATH": "/usr/bin:/bin"}
+        "train", "conf=linreg", "parallel=ddp", "launcher=slurm", runs=tmp_path, env={"PATH": str(no_sbatch)}
     )
     assert result.returncode == 2
     assert "sbatch is not installed here" in result.stderr

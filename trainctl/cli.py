@@ -372,7 +372,11 @@ def smoke(
 
 
 def main() -> None:
-    from trainctl.completion import install_bash_script
+    import os
 
+    from trainctl.completion import install_bash_script
+    from trainctl.launch.threads import wait_policy_env
+
+    os.environ.update(wait_policy_env())  # before torch loads OpenMP in this process
     install_bash_script()
     app()

@@ -17,6 +17,7 @@ from trainctl.config.compose import Composed
 from trainctl.config.schema import Config, Device
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
+from trainctl.launch.threads import thread_budget
 
 if TYPE_CHECKING:
     from torch import nn
@@ -35,6 +36,7 @@ class Plan:
     micro_batch: int
     device: str
     threads_per_worker: int
+    threads_source: str = "trainer.threads"  # where threads_per_worker came from (thread_budget)
     spec: DataSpec | None = None
     train_samples: int | None = None  # None when the data set is not on disk yet (dry runs)
     test_samples: int | None = None
@@ -161,7 +163,13 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
     local_procs = (
         int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
     )
-    threads = t.threads or max(1, (os.cpu_count() or 1) // local_procs)
+    threads = thread_budget(local_procs, t.threads)
+    notes = list(composed.notes)
+    if world == 1 and cfg.parallel.name != "none":
+        notes.append(
+            f"parallel={cfg.parallel.name} in a world of one process: it trains like parallel=none "
+            "(to run several ranks: launcher.nproc=N, torchrun --nproc-per-node N, or srun -n N)"
+        )
     tree = OmegaConf.to_container(composed.tree, enum_to_str=True)
     return Plan(
         cfg,
@@ -172,12 +180,13 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
         per_rank,
         micro,
         device,
-        threads,
+        threads.threads,
+        threads_source=threads.source,
         spec=info.spec,
         train_samples=info.train_samples,
         test_samples=info.test_samples,
         checks=checks,
-        notes=composed.notes,
+        notes=notes,
     )
 
 

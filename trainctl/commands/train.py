@@ -16,7 +16,8 @@ from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
 from trainctl.launch.env import TorchrunEnv
 from trainctl.plan import Plan, make_plan
-from trainctl.runs import RunDir, create_run_dir, default_runs_root, named_run_dir, record_run, resolve_run
+from trainctl.run_identity import ClaimedRun, claim_run
+from trainctl.runs import RunDir, create_run_dir, default_runs_root, record_run, resolve_run
 
 FIXED_ON_RESUME = (
     "model",
@@ -71,15 +72,22 @@ def plan_resume(target: str, overrides: Sequence[str], download: bool) -> tuple[
     return plan, run
 
 
-def decide_run_dir(plan: Plan) -> RunDir:
-    """The run's directory, decided once before launch: $TRAINCTL_RUN_DIR (set by our sbatch script),
-    <root>/<preset>/<run_id> for a multi-node job (every node computes the same), else a new one."""
+def decide_run_dir(plan: Plan) -> ClaimedRun:
+    """The run's directory, decided once before launch: $TRAINCTL_RUN_DIR (set by our sbatch script and
+    by sweeps), <root>/<preset>/<run_id> for a multi-node job (every node computes the same), else a new
+    one. A named dir is claimed: the same job continues it, anything else is refused (run_identity)."""
     cfg = plan.config
     if os.environ.get("TRAINCTL_RUN_DIR"):
-        return named_run_dir(Path(os.environ["TRAINCTL_RUN_DIR"]))
+        return claim_run(Path(os.environ["TRAINCTL_RUN_DIR"]), plan.tree, "TRAINCTL_RUN_DIR")
     if cfg.launcher.name == "multinode":
-        return named_run_dir(Path(cfg.run.root) / cfg.preset / cfg.launcher.run_id)
-    return create_run_dir(Path(cfg.run.root), cfg.preset)
+        path = Path(cfg.run.root) / cfg.preset / cfg.launcher.run_id
+        return claim_run(path, plan.tree, f"launcher.run_id={cfg.launcher.run_id}")
+    return ClaimedRun(create_run_dir(Path(cfg.run.root), cfg.preset), None)
+
+
+def print_notes(plan: Plan) -> None:
+    for note in plan.notes:
+        Console(stderr=True).print(f"[yellow]note:[/] {note}")
 
 
 def train(
@@ -92,23 +100,21 @@ def train(
     from trainctl.commands.show_plan import print_plan
     from trainctl.launch import build_launcher
 
-    env = TorchrunEnv.from_environ()
-    if env is not None and not dry_run:
+    env = None if dry_run else TorchrunEnv.from_environ() or srun_ranks(overrides, config_file)
+    if env is not None:
         return train_as_torchrun_worker(env, overrides, config_file, resume)
     if resume is not None:
         plan, run = plan_resume(resume, overrides, download=not dry_run)
     else:
         plan, run = make_plan(compose(overrides, config_file=config_file), download=not dry_run), None
     launcher = build_launcher(plan.config.launcher)
-    for note in plan.notes:
-        Console(stderr=True).print(f"[yellow]note:[/] {note}")
+    print_notes(plan)
     if dry_run:
         print_plan(plan, launcher.describe(plan))
         return {}
     if run is None:
-        run = decide_run_dir(plan)
-        if run.checkpoint("last").is_file():  # a requeued or restarted multi-node job: continue it
-            plan.resume_from = run.checkpoint("last")
+        claimed = decide_run_dir(plan)
+        run, plan.resume_from = claimed.run, claimed.resume_from  # a requeued job continues
     else:  # resuming: the config may have new values (e.g. more epochs)
         run.config_file.write_text(yaml.safe_dump(plan.tree, sort_keys=False))
         meta = run.read_meta()
@@ -125,10 +131,42 @@ def train(
     return launcher.launch(plan)
 
 
+def srun_ranks(overrides: Sequence[str], config_file: Path | None) -> TorchrunEnv | None:
+    """srun's tasks as the job's ranks, when srun started several tasks of a `local` launcher job (a
+    `multinode` job, as our sbatch script runs, starts its own workers in one task per node)."""
+    env = TorchrunEnv.from_srun()
+    if env is None or compose(overrides, config_file=config_file).config.launcher.name != "local":
+        return None
+    return env
+
+
+def job_shape_overrides(env: TorchrunEnv) -> list[str]:
+    """The launcher settings that rerun this job in the shape torchrun or srun gave it."""
+    if env.nnodes == 1:
+        return ["launcher=local", f"launcher.nproc={env.local_world_size}"]
+    return ["launcher=multinode", f"launcher.nnodes={env.nnodes}", f"launcher.nproc={env.local_world_size}"]
+
+
+def claim_for_worker(env: TorchrunEnv, plan: Plan) -> ClaimedRun:
+    """Rank 0's choice of run dir in a torchrun or srun job (a TrainctlError when it refuses)."""
+    cfg = plan.config
+    if os.environ.get("TRAINCTL_RUN_DIR"):
+        return claim_run(Path(os.environ["TRAINCTL_RUN_DIR"]), plan.tree, "TRAINCTL_RUN_DIR")
+    if env.run_id:
+        label = (
+            f"torchrun --rdzv-id {env.run_id}"
+            if env.launched_by == "torchrun"
+            else f"Slurm step {env.run_id}"
+        )
+        return claim_run(Path(cfg.run.root) / cfg.preset / env.run_id, plan.tree, label)
+    return ClaimedRun(create_run_dir(Path(cfg.run.root), cfg.preset), None)
+
+
 def train_as_torchrun_worker(
     env: TorchrunEnv, overrides: Sequence[str], config_file: Path | None, resume: str | None
 ) -> dict[str, Any]:
-    """Started by torchrun or srun (the torchrun variables are set): run as that rank, directly."""
+    """Started by torchrun or srun: run as that rank, directly. config.yaml records the job's real
+    shape (its launcher section), so that `train --config` reruns it the same way."""
     import torch.distributed as dist
 
     from trainctl.launch.entry import init_process_group, run_rank
@@ -138,24 +176,37 @@ def train_as_torchrun_worker(
         raise TrainctlError(
             "--resume is for trainctl's own launch", fix="set TRAINCTL_RUN_DIR to the run instead"
         )
-    composed = compose(overrides, config_file=config_file)
-    device_plan = make_plan(composed, world_size=env.world_size, download=False)
-    init_process_group(env, device_plan.device, device_plan.collective_timeout_s)
+    env.export()
+    ignored = [o for o in overrides if o.lstrip("+~").startswith("launcher")]
+    kept = [o for o in overrides if o not in ignored]
+    composed = compose([*kept, *job_shape_overrides(env)], config_file=config_file)
+    # One download per node, by local rank 0, before the others look (they plan again after it).
+    plan = make_plan(composed, world_size=env.world_size, download=env.local_rank == 0)
+    init_process_group(env, plan.device, plan.collective_timeout_s)
     try:
-        if env.local_rank == 0:  # one download per node, before the others look
-            make_plan(composed, world_size=env.world_size, download=True)
         barrier()
-        plan = make_plan(composed, world_size=env.world_size, download=False)
-        if os.environ.get("TRAINCTL_RUN_DIR"):
-            run = named_run_dir(Path(os.environ["TRAINCTL_RUN_DIR"]))
-        elif env.run_id:
-            run = named_run_dir(Path(plan.config.run.root) / plan.config.preset / env.run_id)
-        else:  # rank 0 decides, everyone follows
-            made = (
-                create_run_dir(Path(plan.config.run.root), plan.config.preset).path if env.rank == 0 else None
-            )
-            run = RunDir(Path(broadcast_from(str(made), src=0)))
-        plan.run_dir = run.path
+        if plan.train_samples is None:
+            plan = make_plan(composed, world_size=env.world_size, download=False)
+        decision: dict[str, Any] = {}
+        if env.rank == 0:
+            if ignored:
+                plan.notes.append(
+                    f"{' '.join(ignored)} ignored: {env.launched_by} started {env.nnodes} node(s) x "
+                    f"{env.local_world_size} rank(s)"
+                )
+            print_notes(plan)
+            try:
+                claimed = claim_for_worker(env, plan)
+                decision = {"run": str(claimed.run.path), "resume": str(claimed.resume_from or "")}
+            except TrainctlError as exc:
+                decision = {"refused": True}
+                broadcast_from(decision, src=0)
+                raise exc from None
+        decision = broadcast_from(decision, src=0)
+        if decision.get("refused"):
+            raise SystemExit(2)  # rank 0 says why
+        plan.run_dir = Path(decision["run"])
+        plan.resume_from = Path(decision["resume"]) if decision["resume"] else None
         return run_rank(plan, env, console=env.rank == 0)
     finally:
         dist.destroy_process_group()

@@ -9,7 +9,8 @@ from typing import Any
 from trainctl.config.schema import LauncherConfig
 from trainctl.errors import TrainctlError
 from trainctl.launch import LAUNCHERS
-from trainctl.launch.local import StartMethod
+from trainctl.launch.local import STALL_TIMEOUT_S, StartMethod, check_stall_timeout
+from trainctl.launch.rendezvous import check_endpoint
 from trainctl.plan import Plan
 
 
@@ -21,7 +22,8 @@ class MultinodeConfig(LauncherConfig):
     run_id: str = "${oc.env:SLURM_JOB_ID,''}"  # the same on every node; names the run directory
     max_restarts: int = 0
     rdzv_timeout: int = 300  # seconds to wait for every node to join
-    start_method: StartMethod = StartMethod.fork
+    start_method: StartMethod = StartMethod.forkserver
+    stall_timeout: int = STALL_TIMEOUT_S  # seconds a rank may report nothing before the job is stopped
 
 
 class MultinodeLauncher:
@@ -45,6 +47,13 @@ class MultinodeLauncher:
                 "launcher.run_id is not set",
                 fix="set launcher.run_id=NAME, the same on every node (it names the run dir)",
             )
+        check_stall_timeout(self.cfg.stall_timeout)
+        check_endpoint(self.cfg.rdzv_endpoint)
+        if self.cfg.rdzv_timeout < 1:
+            raise TrainctlError(
+                f"launcher.rdzv_timeout={self.cfg.rdzv_timeout}",
+                fix="use seconds to wait for every node, e.g. 300",
+            )
         return [f"rendezvous {self.cfg.rdzv_endpoint}, run id {self.cfg.run_id}, {self.cfg.nnodes} nodes"]
 
     def describe(self, plan: Plan) -> str:
@@ -56,7 +65,7 @@ class MultinodeLauncher:
         )
 
     def setup(self, plan: Plan) -> None:
-        self.check()
+        pass
 
     def launch(self, plan: Plan) -> dict[str, Any]:
         from trainctl.launch.elastic import run_elastic
@@ -70,6 +79,7 @@ class MultinodeLauncher:
             max_restarts=self.cfg.max_restarts,
             rdzv_timeout=self.cfg.rdzv_timeout,
             start_method=StartMethod(self.cfg.start_method).value,
+            stall_timeout=self.cfg.stall_timeout,
         )
 
 
