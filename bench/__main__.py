@@ -9,6 +9,7 @@ BENCHES = [
     "overhead",
     "step_cost",
     "ddp",
+    "threads",
     "throughput",
     "recommend",
     "compress",

@@ -21,13 +21,16 @@ def data_root() -> Path:
     return root
 
 
-def run_trainctl(args: list[str], threads: int) -> list[dict]:
-    """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records."""
+def run_trainctl(args: list[str], threads: int | None, env: dict[str, str] | None = None) -> list[dict]:
+    """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records.
+
+    `threads` None leaves the thread count to trainctl's default; `env` adds variables."""
     with tempfile.TemporaryDirectory() as runs:
-        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs}
+        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs, **(env or {})}
         main, secondary = pty.openpty()
+        threads_arg = [] if threads is None else [f"trainer.threads={threads}"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trainctl", "train", *args, f"trainer.threads={threads}"],
+            [sys.executable, "-m", "trainctl", "train", *args, *threads_arg],
             stdin=secondary,
             stdout=secondary,
             stderr=secondary,

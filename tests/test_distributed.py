@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, SINGLE, start_trainctl, trainctl
+from tests.conftest import REPO, SINGLE, start_trainctl, torchrun, trainctl
 from trainctl.checkpoint import load_checkpoint
 from trainctl.cli import app
 from trainctl.launch.elastic import free_port
@@ -221,32 +221,7 @@ def test_ctrl_c_stops_every_rank_at_a_checkpoint_and_resumes(shared_data: Path, 
 
 
 def test_torchrun_workers_run_directly_in_one_run_dir(tiny_mnist_module: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            f"127.0.0.1:{free_port()}",
-            "--rdzv-id",
-            "tr1",
-            "-m",
-            "trainctl",
-            "train",
-            *TINY,
-            f"data.root={tiny_mnist_module}",
-            "parallel=ddp",
-        ],
-        env={**os.environ, "TRAINCTL_RUNS_DIR": str(tmp_path)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = torchrun(tmp_path, "tr1", *TINY, f"data.root={tiny_mnist_module}", "parallel=ddp")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (run,) = (tmp_path / "mlp_mnist").iterdir()
     assert run.name == "tr1"

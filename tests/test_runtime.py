@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, trainctl
+from tests.conftest import REPO, torchrun, trainctl
 from trainctl.checkpoint import load_checkpoint
 from trainctl.errors import TrainctlError
 from trainctl.launch.elastic import free_port
@@ -41,6 +41,12 @@ def ok(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def train_tiny(
+    runs: Path, data: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return trainctl("train", *TINY, f"data.root={data}", *args, runs=runs, timeout=BOUND_S, env=env)
+
+
 def rank_start_lines(run: Path, rank: int) -> list[str]:
     """The "rank R/W pid P restart N host H threads T" lines a worker writes first into its log."""
     text = (run / "logs" / f"rank{rank}.log").read_text()
@@ -53,15 +59,12 @@ def rank_start_lines(run: Path, rank: int) -> list[str]:
 def test_two_workers_with_two_threads_each_finish(tiny_mnist_module: Path, tmp_path: Path) -> None:
     """The parent plans (OpenMP work on 2 threads) before it starts the workers: forked copies of it
     hung for ever in gomp_team_barrier_wait_end."""
-    result = trainctl(
-        "train",
-        *TINY,
-        f"data.root={tiny_mnist_module}",
+    result = train_tiny(
+        tmp_path,
+        tiny_mnist_module,
         "launcher.nproc=2",
         "parallel=ddp",
         "trainer.threads=2",
-        runs=tmp_path,
-        timeout=BOUND_S,
     )
     ok(result)
     run = (tmp_path / "latest").resolve()
@@ -71,15 +74,12 @@ def test_two_workers_with_two_threads_each_finish(tiny_mnist_module: Path, tmp_p
 
 
 def test_one_worker_with_restarts_finishes(tiny_mnist_module: Path, tmp_path: Path) -> None:
-    result = trainctl(
-        "train",
-        *TINY,
-        f"data.root={tiny_mnist_module}",
+    result = train_tiny(
+        tmp_path,
+        tiny_mnist_module,
         "launcher.nproc=1",
         "launcher.max_restarts=2",
         "trainer.threads=2",
-        runs=tmp_path,
-        timeout=BOUND_S,
     )
     ok(result)
     run = (tmp_path / "latest").resolve()
@@ -87,17 +87,14 @@ def test_one_worker_with_restarts_finishes(tiny_mnist_module: Path, tmp_path: Pa
 
 
 def test_a_silent_rank_is_named_and_the_job_stopped(tiny_mnist_module: Path, tmp_path: Path) -> None:
-    result = trainctl(
-        "train",
-        *TINY,
-        f"data.root={tiny_mnist_module}",
+    result = train_tiny(
+        tmp_path,
+        tiny_mnist_module,
         "launcher.nproc=2",
         "parallel=ddp",
         "trainer.threads=1",
         "launcher.stall_timeout=30",  # beyond a worker's start on a busy box
         "launcher.max_restarts=1",  # a stall stops the job: it is not restarted
-        runs=tmp_path,
-        timeout=BOUND_S,
         env={"TRAINCTL_FAULT_STALL_RANK": "1"},
     )
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
@@ -205,33 +202,6 @@ def digest(folder: Path) -> dict[str, str]:
     }
 
 
-def torchrun(runs: Path, rdzv_id: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            f"127.0.0.1:{free_port()}",
-            "--rdzv-id",
-            rdzv_id,
-            "-m",
-            "trainctl",
-            "train",
-            *args,
-        ],
-        env={**os.environ, "TRAINCTL_RUNS_DIR": str(runs)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=BOUND_S,
-    )
-
-
 def test_torchrun_id_reused_with_another_config_leaves_the_first_run_as_it_was(
     tiny_mnist_module: Path, tmp_path: Path
 ) -> None:
@@ -293,17 +263,14 @@ def test_a_finished_run_or_another_config_is_refused_untouched(
 def test_multinode_run_id_of_a_finished_run_is_refused(tiny_mnist_module: Path, tmp_path: Path) -> None:
     path, _ = claimed_run(tmp_path, "finished")
     before = digest(path)
-    result = trainctl(
-        "train",
-        *TINY,
-        f"data.root={tiny_mnist_module}",
+    result = train_tiny(
+        tmp_path / "runs",
+        tiny_mnist_module,
         "parallel=ddp",
         "launcher=multinode",
         "launcher.nnodes=1",
         f"launcher.rdzv_endpoint=127.0.0.1:{free_port()}",
         "launcher.run_id=job7",
-        runs=tmp_path / "runs",
-        timeout=BOUND_S,
     )
     assert result.returncode == 2, result.stderr
     assert "launcher.run_id=job7 names a run that has finished" in result.stderr
@@ -349,7 +316,7 @@ def test_srun_tasks_are_the_ranks_of_one_job(tiny_mnist_module: Path, tmp_path: 
                 "SLURM_NTASKS": "2",
                 "SLURM_NNODES": "1",
                 "SLURM_NODELIST": "127.0.0.1",
-                "SLURM_CPUS_PER_TASK": "1",
+                "SLURM_CPUS_PER_TASK": "2",  # per task: each rank gets 2 threads
             },
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -364,7 +331,9 @@ def test_srun_tasks_are_the_ranks_of_one_job(tiny_mnist_module: Path, tmp_path: 
     assert run.name == f"{job}.0"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["world_size"] == 2
     assert yaml.safe_load((run / "config.yaml").read_text())["launcher"]["nproc"] == 2
-    assert rank_start_lines(run, 1) == [] and (run / "logs" / "rank1.events.jsonl").is_file()
+    assert (run / "logs" / "rank1.events.jsonl").is_file()
+    meta = json.loads((run / "run.json").read_text())
+    assert (meta["threads"], meta["threads_source"]) == (2, "SLURM_CPUS_PER_TASK=2")
 
 
 def test_srun_environment_is_read_as_torchrun_would_set_it() -> None:

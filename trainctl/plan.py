@@ -58,12 +58,18 @@ def require(ok: bool, passed: str, what: str, fix: str, checks: list[str]) -> No
     checks.append(passed)
 
 
-def make_plan(composed: Composed, *, world_size: int | None = None, download: bool = True) -> Plan:
+def make_plan(
+    composed: Composed,
+    *,
+    world_size: int | None = None,
+    cpu_sharers: int | None = None,
+    download: bool = True,
+) -> Plan:
     """Check the config as a whole and derive the numbers every rank shares.
 
-    `world_size` comes from the environment when an outside launcher (torchrun, srun) started us;
-    otherwise the launcher config decides it. With `download`, missing data files are fetched now,
-    once, before any worker starts.
+    `world_size` comes from the environment when an outside launcher (torchrun, srun) started us, and
+    `cpu_sharers` (the workers that share this process's CPUs); otherwise the launcher config decides
+    both. With `download`, missing data files are fetched now, once, before any worker starts.
     """
     from trainctl.compress.checks import compression_checks  # issue 5: compress=..., distill.teacher
     from trainctl.data import prepare_dataset
@@ -160,10 +166,11 @@ def make_plan(composed: Composed, *, world_size: int | None = None, download: bo
         checks,
     )
     check_optimizer(cfg, checks, model)
-    local_procs = (
-        int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
-    )
-    threads = thread_budget(local_procs, t.threads)
+    if cpu_sharers is None:
+        cpu_sharers = (
+            int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size else getattr(cfg.launcher, "nproc", 1)
+        )
+    threads = thread_budget(cpu_sharers, t.threads)
     notes = list(composed.notes)
     if world == 1 and cfg.parallel.name != "none":
         notes.append(

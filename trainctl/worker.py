@@ -124,7 +124,14 @@ def run_worker(
         resume_from = run.checkpoint("last")
     if rank == 0:
         record_run(run, plan.tree, plan.overrides, cfg.preset)  # once: a no-op when the parent did it
-        run.update_meta(status="running", restarts=restart, pid=os.getpid(), host=socket.gethostname())
+        run.update_meta(
+            status="running",
+            restarts=restart,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            threads=plan.threads_per_worker,
+            threads_source=plan.threads_source,
+        )
     reporter = Reporter(default_sinks(run, rank, console, cfg.logger) if sinks is None else sinks)
     recipe = importlib.import_module(f"recipes.{cfg.recipe}")
     status, summary = "failed", {}

@@ -181,12 +181,13 @@ def train_as_torchrun_worker(
     kept = [o for o in overrides if o not in ignored]
     composed = compose([*kept, *job_shape_overrides(env)], config_file=config_file)
     # One download per node, by local rank 0, before the others look (they plan again after it).
-    plan = make_plan(composed, world_size=env.world_size, download=env.local_rank == 0)
+    shape = {"world_size": env.world_size, "cpu_sharers": env.cpu_sharers}
+    plan = make_plan(composed, **shape, download=env.local_rank == 0)
     init_process_group(env, plan.device, plan.collective_timeout_s)
     try:
         barrier()
         if plan.train_samples is None:
-            plan = make_plan(composed, world_size=env.world_size, download=False)
+            plan = make_plan(composed, **shape, download=False)
         decision: dict[str, Any] = {}
         if env.rank == 0:
             if ignored:

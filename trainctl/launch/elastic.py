@@ -74,8 +74,7 @@ def run_elastic(
         shutdown_timeout=60,
         logs_specs=DefaultLogsSpecs(log_dir=str(run.logs / "elastic")),
     )
-    if start_method == "forkserver":  # the server imports these once; each worker forks from it
-        multiprocessing.set_forkserver_preload(["trainctl.launch.entry", "trainctl.worker"])
+    prepare_start_method(start_method)
     for name in ("torch.distributed.elastic", "torch.multiprocessing"):  # failures are reported below
         logging.getLogger(name).setLevel(logging.CRITICAL)
     # Ranks on this node: all of them on one node; on several, any of them may be rank 0.
@@ -116,6 +115,13 @@ def run_elastic(
             reason += f": {str(cause).strip().splitlines()[0]}"
         raise rendezvous_error(rdzv_endpoint, rdzv_timeout, reason, run.logs / "agent.log") from None
     return next((value for value in results.values() if value), {})
+
+
+def prepare_start_method(start_method: str) -> None:
+    """With forkserver, the server imports torch and the worker's modules once (no OpenMP work runs
+    at import); each worker then forks from it, restarts included."""
+    if start_method == "forkserver":
+        multiprocessing.set_forkserver_preload(["trainctl.launch.entry", "trainctl.worker"])
 
 
 @contextlib.contextmanager

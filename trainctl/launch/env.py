@@ -30,6 +30,12 @@ class TorchrunEnv:
     def nnodes(self) -> int:
         return max(1, self.world_size // max(1, self.local_world_size))
 
+    @property
+    def cpu_sharers(self) -> int:
+        """Workers that share this process's CPU allocation: torchrun's workers share its task's, an
+        srun task has its own (--cpus-per-task is per task)."""
+        return 1 if self.launched_by == "srun" else self.local_world_size
+
     @classmethod
     def from_environ(cls) -> TorchrunEnv | None:
         """The environment's worker identity, or None when any of the five variables is missing."""
