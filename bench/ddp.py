@@ -27,7 +27,7 @@ def launch_overhead(start_method: str, workers: int = 2, repeats: int = 3) -> fl
     """Seconds from elastic_launch to every worker having run and returned (an empty function)."""
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from trainctl.launch.elastic import free_port, prepare_start_method
+    from trainctl.runtime.launch.elastic import free_port, prepare_start_method
 
     prepare_start_method(start_method)
     times = []
@@ -51,7 +51,7 @@ def launch_overhead(start_method: str, workers: int = 2, repeats: int = 3) -> fl
 
 def plain_torchrun_seconds(root: Path, batch: int, threads: int) -> float:
     """Median epoch of bench/plain_ddp.py under torchrun on 2 ranks."""
-    from trainctl.launch.elastic import free_port
+    from trainctl.runtime.launch.elastic import free_port
 
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     command += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]

@@ -53,7 +53,7 @@ def trainctl(args: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 def query_milliseconds(run_dir: Path, method: str) -> float:
     """Median time of one `recommend_for` call against a model already loaded in this process."""
-    from trainctl.commands.recommend import recommend_for
+    from trainctl.cli.recommend import recommend_for
     from trainctl.recommend.fitting import fitted_recommender, origin_of_run
     from trainctl.recommend.knn import KNNSettings
 

@@ -21,7 +21,7 @@ ROUNDS = 5
 
 
 def trainctl_epochs(epochs: int) -> list[float]:
-    from trainctl.commands.train import train
+    from trainctl.cli.train import train
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         summary = train(

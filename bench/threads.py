@@ -22,7 +22,7 @@ CHOICES: list[tuple[str, int | None, dict[str, str]]] = [
 
 
 def main() -> dict[str, float]:
-    from trainctl.launch.threads import thread_budget
+    from trainctl.runtime.threads import thread_budget
 
     root = data_root()
     args = ["conf=mlp_mnist", f"data.root={root}", f"trainer.epochs={EPOCHS}", "launcher.nproc=1"]

@@ -1,1 +1,1 @@
-"""Training recipes: one readable program per task (setup, train loop, evaluation, checkpoints)."""
+"""Training recipes, installed as `trainctl.recipes`: one readable program per task, picked by `recipe=`."""

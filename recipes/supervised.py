@@ -18,8 +18,21 @@ from typing import Any
 
 import torch
 
-from trainctl.averaging import WeightEMA
-from trainctl.checkpoint import (
+from trainctl.compress.job import compress_after_training
+from trainctl.config.schema import Config
+from trainctl.data import load_dataset
+from trainctl.data.samplers import build_order
+from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
+from trainctl.models import build_model
+from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
+from trainctl.observe.profiling import step_profiler
+from trainctl.optim import build_optimizer
+from trainctl.optim.param_groups import param_groups
+from trainctl.optim.schedules import build_scheduler
+from trainctl.runtime.collectives import gather_to_rank0
+from trainctl.runtime.precision import MixedPrecision
+from trainctl.runtime.worker import WorkerContext
+from trainctl.training.checkpoint import (
     FORMAT,
     load_checkpoint,
     rng_state,
@@ -27,24 +40,11 @@ from trainctl.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from trainctl.compress.distill import build_distiller
-from trainctl.compress.job import compress_after_training
-from trainctl.config.schema import Config
-from trainctl.data import load_dataset
-from trainctl.data.samplers import build_order
-from trainctl.early_stopping import EarlyStopping
-from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.inference import build_objective, evaluated_model
-from trainctl.models import build_model
-from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
-from trainctl.observe.profiling import step_profiler
-from trainctl.optim import build_optimizer
-from trainctl.optim.param_groups import param_groups
-from trainctl.optim.schedules import build_scheduler
-from trainctl.parallel.collectives import gather_to_rank0
-from trainctl.precision import MixedPrecision
-from trainctl.tasks import higher_is_better
-from trainctl.worker import WorkerContext
+from trainctl.training.distillation import build_distiller
+from trainctl.training.early_stopping import EarlyStopping
+from trainctl.training.ema import WeightEMA
+from trainctl.training.evaluation import evaluated_model
+from trainctl.training.objective import build_objective, higher_is_better
 
 
 @dataclass

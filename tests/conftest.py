@@ -92,7 +92,7 @@ def start_trainctl(*args: str, runs: Path) -> subprocess.Popen[str]:
 
 def torchrun(runs: Path, rdzv_id: str, *args: str, nproc: int = 2) -> subprocess.CompletedProcess[str]:
     """`torchrun --nproc-per-node NPROC --rdzv-id RDZV_ID -m trainctl train ARGS` on a free local port."""
-    from trainctl.launch.elastic import free_port
+    from trainctl.runtime.launch.elastic import free_port
 
     rendezvous = [
         "--rdzv-backend",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from trainctl.cli import app
+from trainctl.cli.app import app
 
 runner = CliRunner()
 

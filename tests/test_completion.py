@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl.completion import complete_overrides
+from trainctl.cli.completion import complete_overrides
 
 BIN = Path(sys.executable).parent
 
@@ -51,7 +51,7 @@ def test_bash_completion_script_completes_presets_options_and_keys() -> None:
 
 def test_completion_reads_configs_without_importing_torch_or_hydra() -> None:
     code = (
-        "import sys; from trainctl.completion import complete_overrides as c; "
+        "import sys; from trainctl.cli.completion import complete_overrides as c; "
         "print(c([], 'trainer.sched'), c(['model=linear'], 'model.'), "
         "'torch' in sys.modules, 'hydra' in sys.modules)"
     )

@@ -13,10 +13,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE
-from trainctl.checkpoint import load_checkpoint
-from trainctl.cli import app
-from trainctl.commands.evaluate import evaluate_checkpoint
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.evaluate import evaluate_checkpoint
+from trainctl.cli.train import train
 from trainctl.compress import build_passes
 from trainctl.compress.base import PassJob
 from trainctl.compress.job import compress_run, load_run
@@ -24,6 +23,7 @@ from trainctl.compress.passes.prune import narrowables
 from trainctl.compress.report import static_figures
 from trainctl.compress.stored import rebuild_model
 from trainctl.errors import TrainctlError
+from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 DIGITS = ["trainer.epochs=2", "model.hidden=[64,32]", "model.dropout=0", "trainer.threads=1", *SINGLE]

@@ -9,7 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
-from trainctl.cli import app
+from trainctl.cli.app import app
 from trainctl.config.compose import compose
 from trainctl.errors import TrainctlError
 from trainctl.models.mlp import MLPConfig

@@ -12,11 +12,11 @@ from torch import nn
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE, trainctl
-from trainctl.cli import app
-from trainctl.commands.train import train
-from trainctl.compress.distill import Distiller
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.data.types import Task
-from trainctl.tasks import Objective
+from trainctl.training.distillation import Distiller
+from trainctl.training.objective import Objective
 
 runner = CliRunner()
 

@@ -15,9 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, SINGLE, start_trainctl, torchrun, trainctl
-from trainctl.checkpoint import load_checkpoint
-from trainctl.cli import app
-from trainctl.launch.elastic import free_port
+from trainctl.cli.app import app
+from trainctl.runtime.launch.elastic import free_port
+from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 # Tiny MNIST-format data: 64 train images, batch 16 -> 4 steps an epoch; no dropout, so that every

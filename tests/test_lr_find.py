@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
+from trainctl.recipes.lr_find import rates, smooth, suggest
 from typer.testing import CliRunner
 
-from trainctl.cli import app
-from trainctl.lr_find import rates, smooth, suggest
+from trainctl.cli.app import app
 
 runner = CliRunner()
 

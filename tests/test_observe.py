@@ -12,14 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE
-from trainctl.cli import app
-from trainctl.commands.report import figures, label_runs, load, report
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.report import figures, label_runs, load, report
+from trainctl.cli.train import train
 from trainctl.config.schema import EarlyStoppingConfig
-from trainctl.early_stopping import EarlyStopping
 from trainctl.errors import TrainctlError
-from trainctl.run_index import find_runs
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
+from trainctl.runs.summaries import find_runs
+from trainctl.training.early_stopping import EarlyStopping
 
 runner = CliRunner()
 SHORT = ["trainer.epochs=2", *SINGLE]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from trainctl.cli import app
+from trainctl.cli.app import app
 from trainctl.data.types import DataSpec, Task
 from trainctl.errors import TrainctlError
 from trainctl.models import build_model

@@ -14,14 +14,14 @@ import torch
 from typer.testing import CliRunner
 
 from tests.ratings_fixtures import synthetic_rows, title, write_ml_100k, write_ml_latest, write_plain_csv
-from trainctl.checkpoint import load_checkpoint
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.recommend import fitting
 from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.metrics import ranking_metrics, top_n
 from trainctl.recommend.similarity import similarity
+from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 ROWS = synthetic_rows()
@@ -312,7 +312,7 @@ def test_other_runs_refuse_cv_and_recommend(runs_root: Path) -> None:
 def test_a_cached_query_imports_neither_torch_nor_scipy(mf_run: Path) -> None:
     recommend("--user", "1", "--run", str(mf_run))  # make sure the cache exists
     code = (
-        "import sys; from trainctl.cli import app; "
+        "import sys; from trainctl.cli.app import app; "
         f"app(['recommend', '--user', '1', '--run', {str(mf_run)!r}, '--json'], standalone_mode=False); "
         "print('heavy', [m for m in ('torch', 'scipy', 'hydra') if m in sys.modules])"
     )

@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, torchrun, trainctl
-from trainctl.checkpoint import load_checkpoint
 from trainctl.errors import TrainctlError
-from trainctl.launch.elastic import free_port
-from trainctl.launch.env import TorchrunEnv, first_host, port_for_job
-from trainctl.launch.threads import thread_budget
-from trainctl.run_identity import claim_run
-from trainctl.runs import RunDir, record_run
+from trainctl.runs.identity import claim_run
+from trainctl.runs.run_dir import RunDir, record_run
+from trainctl.runtime.launch.elastic import free_port
+from trainctl.runtime.launch.env import TorchrunEnv, first_host, port_for_job
+from trainctl.runtime.threads import thread_budget
+from trainctl.training.checkpoint import load_checkpoint
 
 TINY = [
     "conf=mlp_mnist",
@@ -368,7 +368,7 @@ def test_sbatch_script_takes_its_port_from_the_job_id_and_cpus_from_the_plan(tmp
     fake = tmp_path / "bin"  # first on PATH: no test ever reaches a real scheduler
     fake.mkdir()
     fake_tool(fake, "sbatch", f'cp "$1" {tmp_path}/submitted.sbatch; echo "Submitted batch job 101"')
-    fake_tool(fake, "scontrol", "echo node1; echo node2")
+    fake_tool(fake, "scontrol", "seq -f 'node%g' 1 20000")  # a long list: the script must read it all
     fake_tool(fake, "srun", 'echo "$@"')
     result = trainctl(
         "train",

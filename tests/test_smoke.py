@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE
-from trainctl.cli import app
-from trainctl.smoke import difference, loss_falls, smoke
+from trainctl.cli.app import app
+from trainctl.workflows.smoke import difference, loss_falls, smoke
 
 runner = CliRunner()
 

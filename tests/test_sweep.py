@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SINGLE, trainctl
-from trainctl.commands.sweep import job_state
+from trainctl.cli.sweep import job_state
 from trainctl.errors import TrainctlError
-from trainctl.runs import RunDir
-from trainctl.sweep import Job, expand, sweep_name
+from trainctl.runs.run_dir import RunDir
+from trainctl.workflows.sweep_grid import Job, expand, sweep_name
 
 
 def test_expand_uses_hydra_sweep_syntax() -> None:

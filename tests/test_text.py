@@ -11,8 +11,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.config.compose import compose
 from trainctl.data import load_dataset
 from trainctl.data.sets.text import read_rows
@@ -37,16 +37,21 @@ def token_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-@pytest.fixture
-def tiny_sst2(tmp_path: Path) -> Path:
-    """A data root with sst2/train.tsv (64 phrases) and dev.tsv (16) in the GLUE layout."""
-    folder = tmp_path / "data" / "sst2"
+def write_tiny_sst2(root: Path) -> Path:
+    """`root` with sst2/train.tsv (64 phrases) and dev.tsv (16) in the GLUE layout."""
+    folder = root / "sst2"
     folder.mkdir(parents=True)
     rows = [(t, 1) for t in GOOD] + [(t, 0) for t in BAD]
     train_rows = (rows * 8)[:64]
     (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in train_rows))
     (folder / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows * 2))
-    return folder.parent
+    return root
+
+
+@pytest.fixture
+def tiny_sst2(tmp_path: Path) -> Path:
+    """A data root with a tiny SST-2 (see write_tiny_sst2)."""
+    return write_tiny_sst2(tmp_path / "data")
 
 
 def sst2(root: Path, *extra: str):

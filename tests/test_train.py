@@ -16,10 +16,10 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE, trainctl
-from trainctl.checkpoint import load_checkpoint
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.errors import RunFailed
+from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 

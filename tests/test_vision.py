@@ -18,8 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from trainctl.cli import app
-from trainctl.commands.train import train
+from trainctl.cli.app import app
+from trainctl.cli.train import train
 from trainctl.config.compose import compose
 from trainctl.data import load_dataset
 from trainctl.data.augment import ImageAugment, ViewAveraged, translate
@@ -290,7 +290,7 @@ def test_resume_with_augmentation_and_ema_equals_a_straight_run(tiny_cifar: Path
     train([*common, "trainer.epochs=2", "run.root=" + str(runs_root / "straight")])
     train([*common, "trainer.epochs=1"])
     train(["trainer.epochs=2"], resume="latest")
-    from trainctl.checkpoint import load_checkpoint
+    from trainctl.training.checkpoint import load_checkpoint
 
     straight = load_checkpoint(
         next((runs_root / "straight" / "resnet_cifar").iterdir()) / "checkpoints/last.pt"

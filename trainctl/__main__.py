@@ -1,6 +1,6 @@
 """Entry point for `python -m trainctl`."""
 
-from trainctl.cli import main
+from trainctl.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ from trainctl.config.compose import Composed
 from trainctl.config.schema import Config, Device
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
-from trainctl.launch.threads import thread_budget
+from trainctl.runtime.threads import thread_budget
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,10 +73,10 @@ def make_plan(
     """
     from trainctl.compress.checks import compression_checks  # issue 5: compress=..., distill.teacher
     from trainctl.data import prepare_dataset
-    from trainctl.launch import build_launcher
     from trainctl.models import build_model
-    from trainctl.parallel import build_strategy
-    from trainctl.precision import check_precision
+    from trainctl.runtime.launch import build_launcher
+    from trainctl.runtime.parallel import build_strategy
+    from trainctl.runtime.precision import check_precision
 
     cfg = composed.config
     t = cfg.trainer
@@ -142,7 +142,7 @@ def make_plan(
         checks,
     )
     require(
-        importlib.util.find_spec(f"recipes.{cfg.recipe}") is not None,
+        importlib.util.find_spec(f"trainctl.recipes.{cfg.recipe}") is not None,
         f"recipe '{cfg.recipe}' exists",
         f"no recipe named '{cfg.recipe}'",
         "recipes live in recipes/<name>.py",

@@ -16,7 +16,7 @@ def compression_checks(
     """Raise a TrainctlError for settings that cannot run; return the checks that passed."""
     from trainctl.compress import build_passes
     from trainctl.compress.base import check_passes
-    from trainctl.compress.distill import check_distill
+    from trainctl.training.distillation import check_distill
 
     checks = []
     passes = build_passes(cfg.compress)

@@ -11,9 +11,9 @@ from torch import nn
 
 from trainctl.data.loader import BatchLoader
 from trainctl.errors import RunFailed
-from trainctl.inference import build_objective
 from trainctl.optim import build_optimizer
 from trainctl.optim.param_groups import param_groups
+from trainctl.training.objective import build_objective
 
 if TYPE_CHECKING:
     from trainctl.compress.base import PassJob

@@ -24,7 +24,6 @@ import yaml
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainctl.checkpoint import FORMAT, load_checkpoint, save_atomic
 from trainctl.compress import build_passes
 from trainctl.compress.base import CompressionPass, PassJob, Record, check_passes
 from trainctl.compress.report import ReportCard, measure
@@ -32,9 +31,9 @@ from trainctl.compress.stored import compression_records, rebuild_model
 from trainctl.config.schema import Config
 from trainctl.data.types import DataBundle
 from trainctl.errors import TrainctlError
-from trainctl.inference import build_objective
-from trainctl.runs import RunDir, create_run_dir, default_runs_root, resolve_run
-from trainctl.tasks import Objective
+from trainctl.runs.run_dir import RunDir, create_run_dir, default_runs_root, resolve_run
+from trainctl.training.checkpoint import FORMAT, load_checkpoint, save_atomic
+from trainctl.training.objective import Objective, build_objective
 
 
 @dataclass

@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from trainctl.data.types import DataBundle
-from trainctl.evaluation import evaluate
-from trainctl.inference import evaluated_model
-from trainctl.tasks import Objective, higher_is_better
+from trainctl.training.evaluation import evaluate, evaluated_model
+from trainctl.training.objective import Objective, higher_is_better
 
 BATCH_SIZES = (1, 64)
 WARMUP = 3  # untimed calls per model and batch size before measuring

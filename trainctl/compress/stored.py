@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainctl.averaging import inference_weights
 from trainctl.compress.base import Record
+from trainctl.training.ema import inference_weights
 
 if TYPE_CHECKING:
-    from trainctl.config.schema import ModelConfig
-    from trainctl.data.types import DataSpec
+    from trainctl.config.schema import Config, ModelConfig
+    from trainctl.data.types import DataBundle, DataSpec
 
 
 def compression_records(state: dict[str, Any]) -> list[Record]:
@@ -57,3 +57,20 @@ def runs_on_cpu_only(state: dict[str, Any]) -> bool:
 
 def inference_device(state: dict[str, Any], device: torch.device) -> torch.device:
     return torch.device("cpu") if runs_on_cpu_only(state) else device
+
+
+def inference_model(
+    cfg: Config, data: DataBundle, state: dict[str, Any], device: torch.device
+) -> tuple[nn.Module, torch.device]:
+    """The checkpoint's model as its run evaluated it (compression passes redone, averaged weights
+    loaded, wrapped for test-time views) and its device: the CPU when its kernels exist only there."""
+    from trainctl.training.evaluation import evaluated_model
+
+    device = inference_device(state, device)
+    return evaluated_model(rebuild_model(cfg.model, data.spec, state), data).to(device).eval(), device
+
+
+def inference_precision(cfg: Config, state: dict[str, Any]) -> str:
+    """The autocast a checkpoint's model runs under: the run's, except for compressed models, which
+    run in the dtypes their passes chose (int8 kernels take float32 activations)."""
+    return "fp32" if compression_records(state) else cfg.trainer.precision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,14 +22,14 @@ FILE_PRESET = "__effective__"  # the preset as applied, stored in Hydra's Config
 
 
 def conf_dir() -> Path:
-    """The folder of YAML configs: $TRAINCTL_CONF_DIR, else conf/ beside the package."""
+    """The folder of YAML configs: $TRAINCTL_CONF_DIR, else the package's own `trainctl.conf` data."""
     env = os.environ.get("TRAINCTL_CONF_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
+    return Path(env) if env else Path(str(importlib.resources.files("trainctl.conf")))
 
 
 def groups() -> list[str]:
     """Config groups: one sub-folder of conf/ each."""
-    return sorted(p.name for p in conf_dir().iterdir() if p.is_dir())
+    return sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
 def options(group: str) -> list[str]:

@@ -18,9 +18,9 @@ REGISTRY_SECTIONS: dict[str, str] = {
     "model": "trainctl.models:MODELS",
     "data": "trainctl.data:DATASETS",
     "optim": "trainctl.optim:OPTIMIZERS",
-    "parallel": "trainctl.parallel:STRATEGIES",
+    "parallel": "trainctl.runtime.parallel:STRATEGIES",
     "compress": "trainctl.compress:PASSES",
-    "launcher": "trainctl.launch:LAUNCHERS",
+    "launcher": "trainctl.runtime.launch:LAUNCHERS",
 }
 FIXED_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "run": RunConfig, "distill": DistillConfig}
 VALUES = ("preset", "recipe", "logger")  # top-level values that are not sections

@@ -25,6 +25,23 @@ class DataSpec:
     pad_token_id: int | None = None  # token data: the id that pads sequences (the model masks it out)
 
 
+@dataclass(frozen=True)
+class Normalisation:
+    """How raw inputs become model inputs: (raw / divide_by - mean[c]) / std[c] for each channel c
+    (dimension 1; one value: every element)."""
+
+    raw: str  # what a raw input is, e.g. "uint8 pixels 0..255, shape (N, 1, 28, 28)"
+    divide_by: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, raw: torch.Tensor) -> torch.Tensor:
+        """Model inputs (float32) from raw inputs; `raw` is left as it is."""
+        shape = (1, -1) + (1,) * (raw.dim() - 2) if len(self.mean) > 1 else (1,)
+        mean, std = torch.tensor(self.mean).view(shape), torch.tensor(self.std).view(shape)
+        return raw.to(torch.float32, copy=True).div_(self.divide_by).sub_(mean).div_(std)
+
+
 @dataclass
 class Split:
     """One split as tensors; a batch is gathered by an index tensor, never sample by sample."""
@@ -63,3 +80,4 @@ class DataBundle:
     augment: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
     test_time: Callable[[nn.Module], nn.Module] | None = None  # model -> model to evaluate (e.g. flip TTA)
     encode: Callable[[list[str]], torch.Tensor] | None = None  # raw texts -> model inputs (predict)
+    normalisation: Normalisation | None = None  # raw inputs -> model inputs, for exported models

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from trainctl.observe.events import Event
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
 
 HEARTBEAT_EVERY_S = 30.0
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from trainctl.config.schema import Logger
 from trainctl.observe.events import Sink
-from trainctl.runs import RunDir
+from trainctl.runs.run_dir import RunDir
 
 
 def tensorboard(run: RunDir) -> Sink:

@@ -123,10 +123,10 @@ def fitted(
 
 def fit_mf(origin: RatingsOrigin, ratings: Ratings) -> Fitted:
     """The run's trained factors, with its saved id mappings; users without training ratings are marked."""
-    from trainctl.checkpoint import load_checkpoint
     from trainctl.data.ratings import split_ratings
     from trainctl.models.mf import ids_from_state
     from trainctl.recommend.factors import FactorRecommender
+    from trainctl.training.checkpoint import load_checkpoint
 
     assert origin.run_dir is not None, "checked by fit()"
 

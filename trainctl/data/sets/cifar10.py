@@ -19,7 +19,7 @@ from trainctl.config.schema import FileDataConfig
 from trainctl.data import DATASETS
 from trainctl.data.augment import ImageAugment, ViewAveraged
 from trainctl.data.download import ensure_files
-from trainctl.data.types import DataBundle, DataSpec, Split, Task
+from trainctl.data.types import DataBundle, DataSpec, Normalisation, Split, Task
 from trainctl.errors import TrainctlError
 
 FOLDER = "cifar-10-batches-py"
@@ -191,5 +191,11 @@ def load_cifar10(cfg: CIFAR10Config) -> DataBundle:
             functools.partial(ViewAveraged, flip=cfg.test_flip, shift=cfg.test_shift)
             if cfg.test_flip or cfg.test_shift > 0
             else None
+        ),
+        normalisation=Normalisation(
+            "uint8 pixels 0..255, shape (N, 3, 32, 32), R, G, B planes",
+            255.0,
+            tuple(mean.flatten().tolist()),
+            tuple(std.flatten().tolist()),
         ),
     )

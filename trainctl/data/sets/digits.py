@@ -8,7 +8,7 @@ import torch
 
 from trainctl.config.schema import DataConfig
 from trainctl.data import DATASETS
-from trainctl.data.types import DataBundle, DataSpec, Split, Task
+from trainctl.data.types import DataBundle, DataSpec, Normalisation, Split, Task
 
 
 @dataclass
@@ -34,4 +34,10 @@ def load_digits(cfg: DigitsConfig) -> DataBundle:
         test=Split(images[test], targets[test]),
         spec=DataSpec(input_shape=(1, 8, 8), num_outputs=10, task=Task.classification),
         class_names=[str(d) for d in range(10)],
+        normalisation=Normalisation(
+            "pixel values 0..16, shape (N, 1, 8, 8) (sklearn.datasets.load_digits)",
+            16.0,
+            (float(mean),),
+            (float(std),),
+        ),
     )

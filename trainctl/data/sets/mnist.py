@@ -11,7 +11,7 @@ from trainctl.config.schema import FileDataConfig
 from trainctl.data import DATASETS, DataInfo
 from trainctl.data.download import ensure_files
 from trainctl.data.idx import read_idx
-from trainctl.data.types import DataBundle, DataSpec, Split, Task
+from trainctl.data.types import DataBundle, DataSpec, Normalisation, Split, Task
 from trainctl.errors import TrainctlError
 
 # file name -> md5 of the official release (as torchvision checks them)
@@ -22,6 +22,9 @@ FILES: dict[str, str | None] = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 MEAN, STD = 0.1307, 0.3081  # the customary MNIST normalisation
+NORMALISATION = Normalisation(
+    "uint8 pixels 0..255, shape (N, 1, 28, 28), white digit on black", 255.0, (MEAN,), (STD,)
+)
 
 
 @dataclass
@@ -50,7 +53,7 @@ def read_split(images_path: Path, labels_path: Path) -> Split:
             where=f"{images_path} / {labels_path}",
             fix="use files from the same release",
         )
-    x = torch.from_numpy(images.copy()).float().div_(255.0).sub_(MEAN).div_(STD).unsqueeze(1)
+    x = NORMALISATION.apply(torch.from_numpy(images.copy()).unsqueeze(1))
     return Split(x, torch.from_numpy(labels.astype("int64")))
 
 
@@ -77,4 +80,5 @@ def load_mnist(cfg: MNISTConfig) -> DataBundle:
         test=read_split(paths[names[2]], paths[names[3]]),
         spec=SPEC,
         class_names=[str(d) for d in range(10)],
+        normalisation=NORMALISATION,
     )

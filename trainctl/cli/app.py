@@ -1,0 +1,401 @@
+"""The trainctl command line: declares commands and exit codes, delegates to trainctl.cli."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from trainctl.errors import TrainctlError
+
+app = typer.Typer(
+    name="trainctl",
+    help="Train models from declarative configs. Example: trainctl train conf=mlp_mnist optim.lr=3e-3",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+configs_app = typer.Typer(
+    help="List, show and copy configs. Example: trainctl configs show conf=mlp_mnist", no_args_is_help=True
+)
+app.add_typer(configs_app, name="configs")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of overrides (conf=, group=, section.key=); reads conf/ without importing torch."""
+    from trainctl.cli.completion import complete_overrides as complete
+
+    return complete(list(ctx.params.get("overrides") or []), incomplete)
+
+
+OVERRIDES = typer.Argument(
+    None,
+    help="Hydra overrides: conf=PRESET, group=option, key=value.",
+    show_default=False,
+    autocompletion=complete_overrides,
+)
+
+
+def user_errors(command: F) -> F:
+    """Print a TrainctlError on one screen (no traceback) and exit with its code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TrainctlError as exc:
+            from rich.console import Console
+            from rich.markup import escape
+
+            console = Console(stderr=True, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(exc.what)}")
+            if exc.where:
+                console.print(f"  [bold]where:[/] {escape(exc.where)}")
+            if exc.fix:
+                console.print(f"  [bold]fix:[/] {escape(exc.fix)}")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def train(
+    overrides: list[str] | None = OVERRIDES,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="A preset-style YAML file to start from (see `trainctl configs cp`), or a saved config.yaml.",
+    ),
+    resume: str | None = typer.Option(None, "--resume", help="Continue a run: RUN_DIR or 'latest'."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop; nothing is written."),
+) -> None:
+    """Train a model. Example: trainctl train conf=mlp_mnist model.hidden=[512,256] trainer.epochs=5"""
+    from trainctl.cli.train import train as run_train
+
+    run_train(overrides or [], config_file=config, resume=resume, dry_run=dry_run)
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    target: str = typer.Argument(..., help="RUN_DIR, 'latest', or a checkpoint file (.pt)."),
+    overrides: list[str] | None = OVERRIDES,
+    best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
+    cv: int | None = typer.Option(
+        None, "--cv", help="Rating runs: K-fold cross-validation of every method (trains mf K times)."
+    ),
+) -> None:
+    """Evaluate a trained model on its test split (rating runs: every recommender, ranking metrics, --cv K).
+    Example: trainctl eval latest"""
+    from rich.console import Console
+
+    from trainctl.cli.evaluate import evaluate_checkpoint
+    from trainctl.cli.evaluate_ratings import rating_eval
+    from trainctl.observe.files import format_metrics
+
+    if rating_eval(target, overrides or [], tag="best" if best else "last", cv=cv):
+        return  # a run trained on ratings: every recommendation method, ranking metrics, --cv folds
+    result = evaluate_checkpoint(target, overrides or [], tag="best" if best else "last")
+    metrics = {k: v for k, v in result.items() if k not in ("checkpoint", "samples")}
+    Console(soft_wrap=True).print(
+        f"{result['checkpoint']}: test ({result['samples']} samples) {format_metrics(metrics)}"
+    )
+
+
+@app.command()
+@user_errors
+def predict(
+    target: str = typer.Argument(..., help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt)."),
+    text: list[str] | None = typer.Option(None, "--text", "-t", help="A text to label (repeatable)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="A file with one text per line."),
+    best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
+) -> None:
+    """Label texts with a text model. Example: trainctl predict latest --text 'a gorgeous, witty film'"""
+    from trainctl.cli.predict import predict as run_predict
+    from trainctl.cli.predict import read_texts
+
+    texts = read_texts(text or [], file)
+    for p in run_predict(target, texts, tag="best" if best else "last"):
+        typer.echo(f"{p.label}\t{p.probability:.4f}" + (f"\t{p.text}" if len(texts) > 1 else ""))
+
+
+@app.command()
+@user_errors
+def plan(
+    overrides: list[str] | None = OVERRIDES,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="A preset-style YAML file to start from."
+    ),
+) -> None:
+    """Show what a train command would do, without launching. Example: trainctl plan conf=mlp_mnist"""
+    from trainctl.cli.train import train as run_train
+
+    run_train(overrides or [], config_file=config, dry_run=True)
+
+
+@app.command()
+@user_errors
+def recommend(
+    user: str = typer.Option(..., "--user", "-u", help="The user's id, as in the ratings file."),
+    n: int = typer.Option(10, "--n", "-n", min=1, help="How many items to recommend."),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        "-m",
+        help="mf, user-cf, item-cf or popular (default: mf with a run, item-cf with --data).",
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (the default)."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Use a MovieLens folder, or a CSV with userId,movieId,rating columns, instead of a run "
+        "(user-cf, item-cf, popular).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    k: int = typer.Option(40, "--k", help="user-cf/item-cf: neighbours per prediction."),
+    similarity: str = typer.Option("pearson", "--similarity", help="user-cf/item-cf: pearson or cosine."),
+    shrinkage: float = typer.Option(100.0, "--shrinkage", help="user-cf/item-cf: similarity shrinkage."),
+) -> None:
+    """Recommend the top N items a user has not rated. Example: trainctl recommend --user 1 --n 5"""
+    from trainctl.cli.recommend import recommend as run_recommend
+    from trainctl.cli.recommend import render
+
+    answer = run_recommend(
+        user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
+    )
+    render(answer, as_json)
+
+
+# ---------------------------------------------------------------- compression (issue 5)
+@app.command()
+@user_errors
+def compress(
+    target: str = typer.Argument(..., help="The run to compress: RUN_DIR or 'latest'. It is only read."),
+    quantize: str | None = typer.Option(
+        None,
+        "--quantize",
+        "-q",
+        help="int8 (dynamic for Linear/BERT models, static for conv nets), int8-dynamic, int8-static, "
+        "bf16 or fp16.",
+    ),
+    prune: float | None = typer.Option(
+        None, "--prune", "-p", help="Fraction of weights/channels to remove, in (0, 1)."
+    ),
+    prune_method: str | None = typer.Option(
+        None,
+        "--prune-method",
+        help="global-l1 (default: zeroes weights) or structured-channels (removes units).",
+    ),
+    finetune_epochs: int | None = typer.Option(
+        None, "--finetune-epochs", help="Epochs of training after pruning."
+    ),
+    calib_batches: int | None = typer.Option(
+        None, "--calib-batches", help="Static int8: training batches to calibrate on (default 32)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for the latency figures."),
+    best: bool = typer.Option(False, "--best", help="Start from checkpoints/best.pt instead of last.pt."),
+) -> None:
+    """Compress a run into a new run and print its report card (size, latency, accuracy).
+    Example: trainctl compress latest --prune 0.5 --finetune-epochs 1 --quantize int8"""
+    from trainctl.cli.compress import compress as run_compress
+
+    run_compress(
+        target,
+        quantize=quantize,
+        prune=prune,
+        prune_method=prune_method,
+        finetune_epochs=finetune_epochs,
+        calib_batches=calib_batches,
+        threads=threads,
+        best=best,
+    )
+
+
+@app.command()
+@user_errors
+def compare(
+    first: str = typer.Argument(..., help="A run: RUN_DIR or 'latest'."),
+    second: str = typer.Argument(..., help="Another run trained on the same data."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for the latency figures."),
+) -> None:
+    """Print the report card of two runs side by side.
+    Example: trainctl compare runs/mlp_mnist/20260101-120000 latest"""
+    from trainctl.cli.compress import compare as run_compare
+
+    run_compare(first, second, threads=threads)
+
+
+@app.command("export")
+@user_errors
+def export(
+    target: str = typer.Argument(..., help="The run to export: RUN_DIR or 'latest'. It is only read."),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="safetensors, hf (text models), onnx or torch-export."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder to write (default: <runs root>/exports/<preset>/<run>/<format>)."
+    ),
+    best: bool = typer.Option(False, "--best", help="Export checkpoints/best.pt instead of last.pt."),
+) -> None:
+    """Write a run's model for other tools, checked against the run, with a README of how to load it.
+    Example: trainctl export latest --format onnx"""
+    from trainctl.cli.export import export_command
+
+    export_command(target, fmt, out, "best" if best else "last")
+
+
+# ---------------------------------------------------------------- end compression
+@configs_app.command("list")
+@user_errors
+def configs_list(
+    group: str | None = typer.Argument(None, help="Only this group (e.g. model, conf)."),
+) -> None:
+    """List config groups and their options. Example: trainctl configs list optim"""
+    from rich.console import Console
+
+    from trainctl.cli.configs import list_configs
+
+    list_configs(group, Console())
+
+
+@configs_app.command("show")
+@user_errors
+def configs_show(
+    overrides: list[str] | None = OVERRIDES,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="A preset-style YAML file to start from."
+    ),
+) -> None:
+    """Print the resolved config as YAML. Example: trainctl configs show conf=linreg optim.lr=0.05"""
+    from trainctl.cli.configs import show_config
+
+    typer.echo(show_config(overrides or [], config), nl=False)
+
+
+@configs_app.command("cp")
+@user_errors
+def configs_cp(
+    name: str = typer.Argument(..., help="Preset to copy (see `trainctl configs list conf`)."),
+    dest: Path = typer.Argument(..., help="Where to write the copy."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DEST."),
+) -> None:
+    """Copy a preset to edit, then train it with --config. Example: trainctl configs cp mlp_mnist my.yaml"""
+    from trainctl.cli.configs import copy_preset
+
+    written = copy_preset(name, dest, force)
+    typer.echo(f"wrote {written}; train it with: trainctl train --config {written}")
+
+
+# ---------------------------------------------------------------- issue 7: look, compare, sweep, smoke
+runs_app = typer.Typer(help="List runs. Example: trainctl runs ls --preset mlp_mnist", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("ls")
+@user_errors
+def runs_ls(
+    preset: str | None = typer.Option(None, "--preset", "-p", help="Only runs of this preset."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Runs root (default $TRAINCTL_RUNS_DIR or ./runs)."
+    ),
+) -> None:
+    """Runs, newest first: status, main metric, duration, parent run.
+    Example: trainctl runs ls --preset mlp_mnist"""
+    from rich.console import Console
+
+    from trainctl.cli.runs_list import list_runs
+    from trainctl.runs.run_dir import default_runs_root
+
+    list_runs(root or default_runs_root(), preset, Console())
+
+
+@app.command()
+@user_errors
+def report(
+    runs: list[str] = typer.Argument(..., help="Run directories, 'latest', or a sweep directory."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for the PNGs and report.md (default: <run>/report, or runs/reports/).",
+    ),
+) -> None:
+    """Plot runs on shared axes (PNG) with a markdown summary. Example: trainctl report runs/mlp_mnist/*"""
+    from trainctl.cli.report import report as write_report
+
+    typer.echo(f"wrote {write_report(runs, out)}")
+
+
+@app.command("lr-find")
+@user_errors
+def lr_find(
+    overrides: list[str] | None = OVERRIDES,
+    steps: int = typer.Option(200, "--steps", help="Steps of the range test (fewer if the loss diverges)."),
+    start_lr: float = typer.Option(1e-7, "--start-lr", help="Learning rate of the first step."),
+    end_lr: float = typer.Option(10.0, "--end-lr", help="Learning rate of the last step."),
+) -> None:
+    """Learning-rate range test: plot loss against an exponentially rising rate and suggest one.
+    Example: trainctl lr-find conf=mlp_mnist data.root=../shared/data"""
+    from trainctl.recipes.lr_find import lr_find as run_lr_find
+
+    result = run_lr_find(overrides or [], steps=steps, start=start_lr, end=end_lr)
+    typer.echo(
+        f"{len(result.rates)} steps, {result.stopped}\n"
+        f"suggested optim.lr={result.suggested:.3g} (steepest fall of the smoothed loss); "
+        f"min/10 gives {result.min_over_10:.3g}\nplot: {result.folder}/lr_find.png"
+    )
+
+
+@app.command()
+@user_errors
+def sweep(
+    overrides: list[str] | None = OVERRIDES,
+    parallel: int = typer.Option(1, "--parallel", "-j", min=1, help="Jobs at a time."),
+    metric: str | None = typer.Option(None, "--metric", help="Rank by this metric (default: the main one)."),
+    name: str | None = typer.Option(None, "--name", help="Sweep folder name under runs/sweeps/."),
+) -> None:
+    """Run every combination of the sweep's values, rank the jobs; re-running skips finished ones.
+    Example: trainctl sweep optim.lr=1e-3,3e-3 model=mlp,linear launcher.nproc=1 parallel=none"""
+    from trainctl.cli.sweep import sweep as run_sweep
+
+    run_sweep(overrides or [], parallel=parallel, metric=metric, name=name)
+
+
+@app.command()
+@user_errors
+def smoke(
+    overrides: list[str] | None = OVERRIDES,
+    steps: int = typer.Option(20, "--steps", help="Optimizer steps per run."),
+    check_resume: bool = typer.Option(
+        False, "--check-resume", help="N steps straight must equal N/2 + resume + N/2, bit for bit."
+    ),
+    check_determinism: bool = typer.Option(
+        False, "--check-determinism", help="Two runs with one seed must give bit-identical weights."
+    ),
+    keep: Path | None = typer.Option(None, "--keep", help="Keep the smoke runs in this folder."),
+) -> None:
+    """Train a few steps of each preset (conf=NAME ..., default all); fail on a non-finite or flat loss.
+    Example: trainctl smoke --check-resume --check-determinism data.root=../shared/data"""
+    from trainctl.cli.smoke import smoke_command
+
+    raise typer.Exit(smoke_command(overrides or [], steps, check_resume, check_determinism, keep))
+
+
+def main() -> None:
+    import os
+
+    from trainctl.cli.completion import install_bash_script
+    from trainctl.runtime.threads import wait_policy_env
+
+    os.environ.update(wait_policy_env())  # before torch loads OpenMP in this process
+    install_bash_script()
+    app()

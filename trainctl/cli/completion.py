@@ -1,0 +1,196 @@
+"""Shell completion of config overrides (conf=, group=, section.key=) from conf/ YAML and the schema
+dataclasses' source, without importing torch or Hydra: it runs on every <TAB>."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import functools
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES, conf_dir, groups, options
+from trainctl.config.schema import Logger
+from trainctl.config.validate import FIXED_SECTIONS, REGISTRY_SECTIONS
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the trainctl package
+SECTIONS = [*REGISTRY_SECTIONS, *FIXED_SECTIONS]
+
+
+@functools.lru_cache(maxsize=1)
+def source_schemas() -> tuple[dict[str, dict[str, str]], dict[str, tuple[list[str], list[str]]]]:
+    """From the package's source: {registry variable: {option name: schema class}} and
+    {class: (base classes, own field names)}, read with `ast` so no component module is imported."""
+    registered: dict[str, dict[str, str]] = {}
+    classes: dict[str, tuple[list[str], list[str]]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if "class " not in text and ".register(" not in text:
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                bases = [b.id for b in node.bases if isinstance(b, ast.Name)]
+                fields = [
+                    s.target.id
+                    for s in node.body
+                    if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                ]
+                classes.setdefault(node.name, (bases, fields))
+            elif (  # @REGISTRY.register("name", SchemaClass, ...)
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "register"
+                and isinstance(node.func.value, ast.Name)
+                and len(node.args) >= 2
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[1], ast.Name)
+            ):
+                registered.setdefault(node.func.value.id, {})[str(node.args[0].value)] = node.args[1].id
+    return registered, classes
+
+
+def class_fields(name: str) -> list[str]:
+    """Field names of a schema class found in the source, base classes' fields first."""
+    _, classes = source_schemas()
+    bases, own = classes.get(name, ([], []))
+    inherited = [f for base in bases for f in class_fields(base)]
+    return list(dict.fromkeys([*inherited, *own]))
+
+
+def defaults_of(path: Path) -> dict[str, str]:
+    """group -> option from a YAML file's defaults list (`override /model: mlp` counts as `model`)."""
+    chosen = {}
+    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                chosen[str(key).replace("override", "").strip().strip("/")] = str(value)
+    return chosen
+
+
+def chosen_options(words: Sequence[str]) -> dict[str, str]:
+    """Group -> option for the command line so far: its group=option words over the preset's defaults
+    over conf/config.yaml's."""
+    picked = {
+        GROUP_ALIASES.get(key, key): value
+        for key, _, value in (word.partition("=") for word in words if "=" in word)
+        if "." not in key
+    }
+    choices = defaults_of(conf_dir() / "config.yaml")
+    preset_file = conf_dir() / "preset" / f"{picked.get('preset') or choices.get('preset')}.yaml"
+    if preset_file.is_file():
+        choices.update(defaults_of(preset_file))
+    return choices | picked
+
+
+def section_keys(section: str, words: Sequence[str]) -> list[str]:
+    """Every settable key of a section as the command line so far configures it, nested dataclasses
+    flattened (trainer.early_stopping.patience); `name` is left out (it is chosen with group=option)."""
+    if section in FIXED_SECTIONS:
+        hints = typing.get_type_hints(FIXED_SECTIONS[section])
+        keys = []
+        for name, kind in hints.items():
+            if dataclasses.is_dataclass(kind):
+                keys += [f"{section}.{name}.{f.name}" for f in dataclasses.fields(kind)]
+            else:
+                keys.append(f"{section}.{name}")
+        return keys
+    group = next((g for g, s in KEY_ALIASES.items() if s == section), section)
+    option = chosen_options(words).get(group)
+    option_file = conf_dir() / group / f"{option}.yaml"
+    if option is None or not option_file.is_file():
+        return []
+    name = (yaml.safe_load(option_file.read_text()) or {}).get("name", option)
+    registered, _ = source_schemas()
+    registry = REGISTRY_SECTIONS[section].split(":")[1]
+    schema_class = registered.get(registry, {}).get(str(name))
+    return [f"{section}.{f}" for f in class_fields(schema_class) if f != "name"] if schema_class else []
+
+
+def value_choices(key: str) -> list[str]:
+    """Values worth offering for `key`: a group's options, an enum's members, true/false."""
+    group = GROUP_ALIASES.get(key, key)
+    if "." not in key and group in groups():
+        return options(group)
+    if key == "logger":
+        return [member.value for member in Logger]
+    section, _, rest = key.partition(".")
+    kind: object = FIXED_SECTIONS.get(section)
+    for part in rest.split("."):
+        kind = typing.get_type_hints(kind).get(part) if dataclasses.is_dataclass(kind) else None
+    for arg in typing.get_args(kind) or (kind,):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return [member.value for member in arg]
+        if arg is bool:
+            return ["true", "false"]
+    return []
+
+
+def key_choices(prefix: str, words: Sequence[str]) -> list[str]:
+    """Top level: `group=`, `section.` and `logger=`; inside a section: its `section.key=` entries."""
+    if "." not in prefix:
+        tops = ["conf=" if g == "preset" else f"{g}=" for g in groups()]
+        tops += [f"{section}." for section in SECTIONS] + ["logger="]
+        return sorted(t for t in tops if t.startswith(prefix))
+    shown = prefix.split(".", 1)[0]  # `dataset.` is accepted for `data.`
+    section = KEY_ALIASES.get(shown, shown)
+    if section not in SECTIONS:
+        return []
+    keys = [f"{shown}{key[len(section) :]}=" for key in section_keys(section, words)]
+    return [k for k in keys if k.startswith(prefix)]
+
+
+def complete_overrides(words: Sequence[str], incomplete: str) -> list[str]:
+    """Completions for the word being typed, whole `key=value` words (the bash script trims what
+    readline keeps); `words` are the overrides typed before it, which pick the options."""
+    try:
+        if "=" in incomplete:
+            key, _, prefix = incomplete.partition("=")
+            return [f"{key}={v}" for v in value_choices(key) if v.startswith(prefix)]
+        return key_choices(incomplete, words)
+    except (OSError, yaml.YAMLError, SyntaxError):  # never break the user's shell over a bad file
+        return []
+
+
+BASH_SCRIPT = r"""
+%(complete_func)s() {
+    local IFS=$'\n' words=() i
+    # Bash splits `key=value` at '=' (COMP_WORDBREAKS): join the pieces back into one word.
+    for ((i = 0; i <= COMP_CWORD; i++)); do
+        if ((i > 0)) && [[ ${COMP_WORDS[i]} == "=" || ${COMP_WORDS[i-1]} == "=" ]]; then
+            words[-1]+="${COMP_WORDS[i]}"
+        else
+            words+=("${COMP_WORDS[i]}")
+        fi
+    done
+    local cur="${words[-1]}"
+    COMPREPLY=( $( env COMP_WORDS="${words[*]}" \
+                   COMP_CWORD=$((${#words[@]} - 1)) \
+                   %(autocomplete_var)s=complete_bash $1 ) )
+    if [[ $cur == *=* && ${COMP_WORDS[COMP_CWORD]} != "$cur" ]]; then
+        COMPREPLY=( "${COMPREPLY[@]#"${cur%%=*}="}" )  # readline replaces only what follows '='
+    fi
+    if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *[=.] ]]; then
+        compopt -o nospace 2>/dev/null  # `optim=` and `model.` continue the same word
+    fi
+    return 0
+}
+
+complete -o default -F %(complete_func)s %(prog_name)s
+"""
+
+
+def install_bash_script() -> None:
+    """Typer's bash script made to work with `key=value` words: bash splits them at '=', the script
+    joins them back and trims what readline keeps, and adds no space after `key=` or `section.`.
+    (Typer keeps its scripts in private names; if they move, Typer's own script is used.)"""
+    from typer import _completion_classes, _completion_shared
+
+    scripts = getattr(_completion_shared, "_completion_scripts", None)
+    if isinstance(scripts, dict) and "bash" in scripts:
+        scripts["bash"] = BASH_SCRIPT
+    if hasattr(_completion_classes, "BashComplete"):
+        _completion_classes.BashComplete.source_template = BASH_SCRIPT

@@ -1,0 +1,1 @@
+"""Export formats, one module each; every module registers its format with trainctl.export.FORMATS."""

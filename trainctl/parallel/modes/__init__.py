@@ -1,1 +1,0 @@
-"""One module per parallel mode; each registers itself in trainctl.parallel.STRATEGIES."""

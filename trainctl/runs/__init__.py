@@ -1,0 +1,1 @@
+"""Run storage: one directory per run, its files, `latest`, and what those files say about the run."""

@@ -1,0 +1,1 @@
+"""The runtime: launchers, the worker process, parallel strategies, precision and collectives."""

@@ -1,0 +1,1 @@
+"""One module per parallel mode; each registers itself in trainctl.runtime.parallel.STRATEGIES."""

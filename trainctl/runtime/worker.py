@@ -1,0 +1,166 @@
+"""One worker process: device, threads, event sinks, the parallel strategy and the stop flag; then
+the recipe runs."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+
+from trainctl.config.schema import Logger
+from trainctl.errors import RunInterrupted
+from trainctl.observe.events import Message, Reporter, RunEnd, Sink
+from trainctl.plan import Plan
+from trainctl.runs.run_dir import RunDir, record_run
+from trainctl.runtime.parallel import build_strategy
+from trainctl.runtime.parallel.base import Strategy
+
+REPEAT_WINDOW_S = 2.0  # a second signal this soon after the first is the same request (terminal + agent)
+
+
+class StopFlag:
+    """Set by Ctrl-C or SIGTERM: the recipe checkpoints after the current step and stops cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.first_at = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.requested and now - self.first_at > REPEAT_WINDOW_S:  # asked twice: abort at once
+            raise KeyboardInterrupt
+        if not self.requested:
+            self.requested, self.first_at = True, now
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+@dataclass
+class WorkerContext:
+    """What a recipe gets besides the config: where to write, who it is, how to report."""
+
+    run: RunDir
+    plan: Plan
+    device: torch.device
+    reporter: Reporter
+    strategy: Strategy
+    stop: StopFlag
+    rank: int = 0
+    world_size: int = 1
+    resume_from: Path | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def message(self, text: str, level: str = "info") -> None:
+        self.reporter.emit(Message(text, level, rank=self.rank))
+
+    def alive(self) -> None:
+        """Tell the parent's stall watch that this rank still makes progress (throttled; call each step)."""
+        self.reporter.beat(self.rank)
+
+
+def default_sinks(run: RunDir, rank: int, console: bool, loggers: Sequence[Logger | str] = ()) -> list[Sink]:
+    """Rank 0 writes metrics.jsonl, train.log, the run's heartbeat and the configured loggers (and
+    prints, in a one-process run); a launched rank also keeps logs/rank<N>.events.jsonl, which the
+    parent's live view reads, and logs/rank<N>.log."""
+    from trainctl.observe.console import ConsoleView
+    from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
+    from trainctl.observe.heartbeat import Heartbeat
+    from trainctl.observe.loggers import logger_sinks
+
+    sinks: list[Sink] = []
+    if rank == 0:
+        sinks += [JsonlMetrics(run.metrics_file), TextLog(run.log_file), Heartbeat(run)]
+        sinks += logger_sinks(loggers, run)
+        if console:
+            sinks.insert(0, ConsoleView())
+    if not console:
+        sinks += [EventFile(run.logs / f"rank{rank}.events.jsonl"), TextLog(run.logs / f"rank{rank}.log")]
+    return sinks
+
+
+def run_worker(
+    plan: Plan,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    local_rank: int = 0,
+    restart: int = 0,
+    console: bool = True,
+    sinks: list[Sink] | None = None,
+) -> dict[str, Any]:
+    """Run the plan's recipe as `rank`; rank 0 records the run's status in run.json."""
+    cfg = plan.config
+    assert plan.run_dir is not None, "the run directory is decided before launch"
+    run = RunDir(plan.run_dir)
+    torch.set_num_threads(plan.threads_per_worker)
+    device = torch.device("cuda", local_rank) if plan.device == "cuda" else torch.device("cpu")
+    strategy = build_strategy(cfg.parallel)
+    strategy.setup(rank, world_size, device)
+    resume_from = plan.resume_from
+    if restart > 0 and run.checkpoint("last").is_file():  # the elastic agent restarted us after a failure
+        resume_from = run.checkpoint("last")
+    if rank == 0:
+        record_run(run, plan.tree, plan.overrides, cfg.preset)  # once: a no-op when the parent did it
+        run.update_meta(
+            status="running",
+            restarts=restart,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            threads=plan.threads_per_worker,
+            threads_source=plan.threads_source,
+        )
+    reporter = Reporter(default_sinks(run, rank, console, cfg.logger) if sinks is None else sinks)
+    recipe = importlib.import_module(f"trainctl.recipes.{cfg.recipe}")
+    status, summary = "failed", {}
+    with StopFlag() as stop:
+        ctx = WorkerContext(
+            run=run,
+            plan=plan,
+            device=device,
+            reporter=reporter,
+            strategy=strategy,
+            stop=stop,
+            rank=rank,
+            world_size=world_size,
+            resume_from=resume_from,
+        )
+        if restart:
+            ctx.message(f"restart {restart}: resuming from {resume_from or 'the start'}", "warning")
+        try:
+            summary = recipe.main(cfg, ctx)
+            status = "finished"
+            return summary
+        except RunInterrupted as exc:
+            status, summary = "interrupted", {"stopped": exc.what, "run dir": str(run.path)}
+            raise
+        except Exception as exc:
+            summary = {"error": str(exc).splitlines()[0], "run dir": str(run.path)}
+            raise
+        finally:
+            reporter.emit(RunEnd(status, summary, rank=rank))
+            reporter.close()
+            if rank == 0:
+                run.update_meta(status=status, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -1,0 +1,1 @@
+"""The recipes' toolbox: objective, evaluation, weight averaging, early stopping, checkpoints, distilling."""

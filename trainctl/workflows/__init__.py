@@ -1,0 +1,1 @@
+"""Workflows that run several jobs: sweeps and smoke checks."""
