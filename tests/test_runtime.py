@@ -59,14 +59,7 @@ def rank_start_lines(run: Path, rank: int) -> list[str]:
 def test_two_workers_with_two_threads_each_finish(tiny_mnist_module: Path, tmp_path: Path) -> None:
     """The parent plans (OpenMP work on 2 threads) before it starts the workers: forked copies of it
     hung for ever in gomp_team_barrier_wait_end."""
-    result = train_tiny(
-        tmp_path,
-        tiny_mnist_module,
-        "launcher.nproc=2",
-        "parallel=ddp",
-        "trainer.threads=2",
-    )
-    ok(result)
+    ok(train_tiny(tmp_path, tiny_mnist_module, "launcher.nproc=2", "parallel=ddp", "trainer.threads=2"))
     run = (tmp_path / "latest").resolve()
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     for rank in (0, 1):
@@ -74,14 +67,11 @@ def test_two_workers_with_two_threads_each_finish(tiny_mnist_module: Path, tmp_p
 
 
 def test_one_worker_with_restarts_finishes(tiny_mnist_module: Path, tmp_path: Path) -> None:
-    result = train_tiny(
-        tmp_path,
-        tiny_mnist_module,
-        "launcher.nproc=1",
-        "launcher.max_restarts=2",
-        "trainer.threads=2",
+    ok(
+        train_tiny(
+            tmp_path, tiny_mnist_module, "launcher.nproc=1", "launcher.max_restarts=2", "trainer.threads=2"
+        )
     )
-    ok(result)
     run = (tmp_path / "latest").resolve()
     assert rank_start_lines(run, 0)[0].endswith("threads 2")  # an elastic worker, not this process
 

@@ -220,7 +220,7 @@ def local_worker_pid(run: RunDir, rank: int) -> int | None:
         return None
     lines = log.read_text(errors="replace").splitlines()
     starts = [line.split() for line in lines if line.startswith("rank ")]
-    for words in reversed(starts):  # "rank R/W pid P restart N host H"
+    for words in reversed(starts):  # "rank R/W pid P restart N host H threads T"
         if len(words) >= 8 and words[2] == "pid" and words[6] == "host":
             return int(words[3]) if words[7] == socket.gethostname() else None
     return None
