@@ -10,6 +10,7 @@ BENCHES = [
     "overhead",
     "step_cost",
     "ddp",
+    "threads",
     "throughput",
     "recommend",
     "topn",

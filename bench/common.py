@@ -44,11 +44,14 @@ def in_terminal(argv: list[str], env: dict[str, str], columns: int = 80, rows: i
     return proc.wait(), output.decode(errors="replace")
 
 
-def run_trainctl(args: list[str], threads: int) -> list[dict]:
-    """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records."""
+def run_trainctl(args: list[str], threads: int | None, env: dict[str, str] | None = None) -> list[dict]:
+    """Run `trainctl train ARGS` in a pseudo-terminal (so its live view renders) and return its records.
+
+    `threads` None leaves the thread count to trainctl's default; `env` adds variables."""
     with tempfile.TemporaryDirectory() as runs:
-        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs}
-        argv = [sys.executable, "-m", "trainctl", "train", *args, f"trainer.threads={threads}"]
+        env = {**os.environ, "TRAINCTL_RUNS_DIR": runs, **(env or {})}
+        threads_arg = [] if threads is None else [f"trainer.threads={threads}"]
+        argv = [sys.executable, "-m", "trainctl", "train", *args, *threads_arg]
         code, output = in_terminal(argv, env)
         if code != 0:
             sys.exit(f"bench: trainctl failed:\n{output[-3000:]}")

@@ -1,12 +1,19 @@
-"""Data parallel on this machine: 2-rank `ddp` against 1 process on the same global batch, and the cost
-of starting workers with elastic_launch."""
+"""Data parallel on this machine: 2-rank `ddp` against 1 process on the same global batch, trainctl's
+2-rank `ddp` against a plain torchrun DDP script, and the cost of starting workers with elastic_launch."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-from bench.common import data_root, median_after_warmup, run_trainctl
+from bench.common import REPO, data_root, median_after_warmup, run_trainctl
 
 EPOCHS = 5
 ROUNDS = 3
@@ -20,8 +27,9 @@ def launch_overhead(start_method: str, workers: int = 2, repeats: int = 3) -> fl
     """Seconds from elastic_launch to every worker having run and returned (an empty function)."""
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from trainctl.runtime.launch.elastic import free_port
+    from trainctl.runtime.launch.elastic import free_port, prepare_start_method
 
+    prepare_start_method(start_method)
     times = []
     for i in range(repeats):
         config = LaunchConfig(
@@ -41,9 +49,32 @@ def launch_overhead(start_method: str, workers: int = 2, repeats: int = 3) -> fl
     return statistics.median(times)
 
 
+def plain_torchrun_seconds(root: Path, batch: int, threads: int) -> float:
+    """Median epoch of bench/plain_ddp.py under torchrun on 2 ranks."""
+    from trainctl.runtime.launch.elastic import free_port
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    command += ["-m", "bench.plain_ddp", f"--data-root={root}", f"--epochs={EPOCHS}"]
+    command += [f"--batch={batch}", f"--threads={threads}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return median_after_warmup([r["seconds"] for r in records])
+
+
 def epoch_seconds(args: list[str], threads: int) -> float:
     records = run_trainctl(args, threads)
     return median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"])
+
+
+def alternating(rounds: int, first: Callable[[], float], second: Callable[[], float]) -> tuple[float, float]:
+    """Medians of `first` and `second` measured in turns, which goes first alternating by round."""
+    a, b = [], []
+    for round_ in range(rounds):
+        for side in (0, 1) if round_ % 2 == 0 else (1, 0):
+            (a if side == 0 else b).append(first() if side == 0 else second())
+    return statistics.median(a), statistics.median(b)
 
 
 def main() -> dict[str, float]:
@@ -62,17 +93,30 @@ def main() -> dict[str, float]:
             f"trainer.epochs={EPOCHS}",
             f"trainer.batch_size={batch}",
         ]
-        one, two = [], []
-        for _ in range(ROUNDS):
-            one.append(epoch_seconds([*base, "launcher.nproc=1", "parallel=none"], threads=2))
-            two.append(epoch_seconds([*base, "launcher.nproc=2", "parallel=ddp"], threads=1))
-        o, t = statistics.median(one), statistics.median(two)
+        ddp = [*base, "launcher.nproc=2", "parallel=ddp"]
+        o, t = alternating(
+            ROUNDS,
+            partial(epoch_seconds, [*base, "launcher.nproc=1", "parallel=none"], threads=2),
+            partial(epoch_seconds, ddp, threads=1),
+        )
         results[f"ratio_b{batch}"] = o / t
         print(
             f"  global batch {batch:>3}: 1 process x 2 threads {o:.3f} s/epoch ({8000 / o:,.0f} samples/s); "
             f"2 ddp ranks x 1 thread {t:.3f} s/epoch ({8000 / t:,.0f} samples/s): {o / t:.2f}x"
         )
-    for method in ("fork", "spawn"):
+        # The same model, data, batch and threads: a plain torchrun DDP script against trainctl.
+        p, o = alternating(
+            ROUNDS,
+            partial(plain_torchrun_seconds, root, batch, threads=1),
+            partial(epoch_seconds, ddp, threads=1),
+        )
+        results[f"vs_torchrun_b{batch}"] = p / o
+        print(
+            f"  global batch {batch:>3}, 2 ranks x 1 thread: plain torchrun DDP {p:.3f} s/epoch, "
+            f"trainctl parallel=ddp {o:.3f} s/epoch: trainctl at {p / o:.2f}x the plain script's speed "
+            "(goal: at least 0.97x)"
+        )
+    for method in ("fork", "forkserver", "spawn"):
         seconds = launch_overhead(method)
         results[f"launch_{method}_s"] = seconds
         print(f"  elastic_launch of 2 workers ({method}), empty worker, start to finish: {seconds:.2f} s")

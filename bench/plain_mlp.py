@@ -36,20 +36,9 @@ def plain_epochs(
     return seconds
 
 
-def main() -> None:
-    from trainctl.config.compose import compose
-    from trainctl.data import load_dataset
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data-root", required=True)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--threads", type=int, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    # Same tensors as trainctl reads (loading is not timed); the loop itself is plain PyTorch.
-    data = load_dataset(compose(["conf=mlp_mnist", f"data.root={args.data_root}"]).config.data)
-    model = nn.Sequential(
+def mnist_mlp() -> nn.Module:
+    """The MLP of conf=mlp_mnist: 784-512-256-10, ReLU, dropout 0.2."""
+    return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 512),
         nn.ReLU(),
@@ -59,10 +48,28 @@ def main() -> None:
         nn.Dropout(0.2),
         nn.Linear(256, 10),
     )
-    for epoch, seconds in enumerate(
-        plain_epochs(model, data.train.inputs, data.train.targets, batch=64, epochs=args.epochs)
-    ):
-        print(json.dumps({"epoch": epoch, "seconds": seconds, "samples": len(data.train)}), flush=True)
+
+
+def mnist_train_tensors(data_root: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same train tensors as trainctl reads (loading is not timed; the loops are plain PyTorch)."""
+    from trainctl.config.compose import compose
+    from trainctl.data import load_dataset
+
+    data = load_dataset(compose(["conf=mlp_mnist", f"data.root={data_root}"]).config.data)
+    return data.train.inputs, data.train.targets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x, y = mnist_train_tensors(args.data_root)
+    for epoch, seconds in enumerate(plain_epochs(mnist_mlp(), x, y, batch=64, epochs=args.epochs)):
+        print(json.dumps({"epoch": epoch, "seconds": seconds, "samples": len(y)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,7 @@ class SupervisedRecipe:
                 )
                 window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, now
             self.profiler.step()
+            self.ctx.alive()
             if stop:
                 self.stop_now()
             if self.out_of_steps() and batch + 1 < self.steps_per_epoch:  # trainer.max_steps, mid-epoch

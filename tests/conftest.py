@@ -103,3 +103,26 @@ def start_trainctl(*args: str, runs: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def torchrun(runs: Path, rdzv_id: str, *args: str, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """`torchrun --nproc-per-node NPROC --rdzv-id RDZV_ID -m trainctl train ARGS` on a free local port."""
+    from trainctl.runtime.launch.elastic import free_port
+
+    rendezvous = [
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "--rdzv-id",
+        rdzv_id,
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), *rendezvous]
+        + ["-m", "trainctl", "train", *args],
+        env={**os.environ, "TRAINCTL_RUNS_DIR": str(runs)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

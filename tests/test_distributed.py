@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, SINGLE, start_trainctl, trainctl
+from tests.conftest import REPO, SINGLE, start_trainctl, torchrun, trainctl
 from trainctl.cli.app import app
 from trainctl.runtime.launch.elastic import free_port
 from trainctl.training.checkpoint import load_checkpoint
@@ -223,32 +223,7 @@ def test_ctrl_c_stops_every_rank_at_a_checkpoint_and_resumes(shared_data: Path, 
 
 
 def test_torchrun_workers_run_directly_in_one_run_dir(tiny_mnist_module: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            f"127.0.0.1:{free_port()}",
-            "--rdzv-id",
-            "tr1",
-            "-m",
-            "trainctl",
-            "train",
-            *TINY,
-            f"data.root={tiny_mnist_module}",
-            "parallel=ddp",
-        ],
-        env={**os.environ, "TRAINCTL_RUNS_DIR": str(tmp_path)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = torchrun(tmp_path, "tr1", *TINY, f"data.root={tiny_mnist_module}", "parallel=ddp")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (run,) = (tmp_path / "mlp_mnist").iterdir()
     assert run.name == "tr1"
@@ -310,7 +285,7 @@ def test_slurm_dry_run_prints_a_valid_sbatch_script(tmp_path: Path) -> None:
     for line in (
         "#SBATCH --nodes=2",
         "#SBATCH --partition=gpu",
-        "srun --nodes=2 --ntasks-per-node=1 trainctl train",
+        "srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=4 trainctl train",
         "launcher=multinode launcher.nnodes=2 launcher.nproc=4",
         'launcher.run_id="$SLURM_JOB_ID"',
         "parallel=ddp",
@@ -323,8 +298,10 @@ def test_slurm_dry_run_prints_a_valid_sbatch_script(tmp_path: Path) -> None:
 
 
 def test_slurm_launch_without_sbatch_writes_the_script_and_says_how_to_submit(tmp_path: Path) -> None:
+    no_sbatch = tmp_path / "bin"  # a PATH without sbatch, even where the machine has one
+    no_sbatch.mkdir()
     result = trainctl(
-        "train", "conf=linreg", "parallel=ddp", "launcher=slurm", runs=tmp_path, env={"PATH": "/usr/bin:/bin"}
+        "train", "conf=linreg", "parallel=ddp", "launcher=slurm", runs=tmp_path, env={"PATH": str(no_sbatch)}
     )
     assert result.returncode == 2
     assert "sbatch is not installed here" in result.stderr

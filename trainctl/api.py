@@ -20,14 +20,8 @@ from omegaconf import OmegaConf
 from trainctl.config.compose import Composed, compose
 from trainctl.errors import TrainctlError
 from trainctl.plan import Plan, make_plan
-from trainctl.runs.run_dir import (
-    RunDir,
-    create_run_dir,
-    default_runs_root,
-    named_run_dir,
-    record_run,
-    resolve_run,
-)
+from trainctl.runs.identity import ClaimedRun, claim_run
+from trainctl.runs.run_dir import RunDir, create_run_dir, default_runs_root, record_run, resolve_run
 from trainctl.runtime.launch import Launcher, build_launcher
 from trainctl.runtime.launch.env import TorchrunEnv
 
@@ -133,9 +127,9 @@ def run_job(
     that takes the job's console output; `on_note`: what composition changed that a person should
     know; `log`: the post-steps' progress lines.
     """
-    env = TorchrunEnv.from_environ()
+    env = TorchrunEnv.from_environ() or srun_ranks(overrides, config_file)
     if env is not None:
-        return run_as_rank(env, overrides, config_file, resume, log)
+        return run_as_rank(env, overrides, config_file, resume, log, on_note)
     with output_to(output):
         job = plan_job(overrides, config_file=config_file, base=base, resume=resume, on_note=on_note)
         job.plan.recipe_args = dict(recipe_args or {})
@@ -165,9 +159,8 @@ def launch(
 
     plan = job.plan
     if job.run is None:
-        run = decide_run_dir(plan)
-        if run.checkpoint("last").is_file():  # a requeued or restarted multi-node job: continue it
-            plan.resume_from = run.checkpoint("last")
+        claimed = decide_run_dir(plan)
+        run, plan.resume_from = claimed.run, claimed.resume_from  # a requeued job continues
     else:
         run = job.run
     plan.run_dir = run.path
@@ -179,15 +172,17 @@ def launch(
         return summary | after_training(plan, summary, log)
 
 
-def decide_run_dir(plan: Plan) -> RunDir:
-    """The run's directory, decided once before launch: $TRAINCTL_RUN_DIR (set by our sbatch script),
-    <root>/<preset>/<run_id> for a multi-node job (every node computes the same), else a new one."""
+def decide_run_dir(plan: Plan) -> ClaimedRun:
+    """The run's directory, decided once before launch: $TRAINCTL_RUN_DIR (set by our sbatch script and
+    by sweeps), <root>/<preset>/<run_id> for a multi-node job (every node computes the same), else a new
+    one. A named dir is claimed: the same job continues it, anything else is refused (runs/identity.py)."""
     cfg = plan.config
     if os.environ.get("TRAINCTL_RUN_DIR"):
-        return named_run_dir(Path(os.environ["TRAINCTL_RUN_DIR"]))
+        return claim_run(Path(os.environ["TRAINCTL_RUN_DIR"]), plan.tree, "TRAINCTL_RUN_DIR")
     if cfg.launcher.name == "multinode":
-        return named_run_dir(Path(cfg.run.root) / cfg.preset / cfg.launcher.run_id)
-    return create_run_dir(Path(cfg.run.root), cfg.preset)
+        path = Path(cfg.run.root) / cfg.preset / cfg.launcher.run_id
+        return claim_run(path, plan.tree, f"launcher.run_id={cfg.launcher.run_id}")
+    return ClaimedRun(create_run_dir(Path(cfg.run.root), cfg.preset), None)
 
 
 def after_training(plan: Plan, summary: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -205,14 +200,32 @@ def after_training(plan: Plan, summary: dict[str, Any], log: Callable[[str], Non
     return {"compressed": report_summary(child, card, log)}
 
 
+def srun_ranks(overrides: Sequence[str], config_file: Path | None) -> TorchrunEnv | None:
+    """srun's tasks as the job's ranks, when srun started several tasks of a `local` launcher job (a
+    `multinode` job, as our sbatch script runs, starts its own workers in one task per node)."""
+    env = TorchrunEnv.from_srun()
+    if env is None or compose(overrides, config_file=config_file).config.launcher.name != "local":
+        return None
+    return env
+
+
+def job_shape_overrides(env: TorchrunEnv) -> list[str]:
+    """The launcher settings that rerun this job in the shape torchrun or srun gave it."""
+    if env.nnodes == 1:
+        return ["launcher=local", f"launcher.nproc={env.local_world_size}"]
+    return ["launcher=multinode", f"launcher.nnodes={env.nnodes}", f"launcher.nproc={env.local_world_size}"]
+
+
 def run_as_rank(
     env: TorchrunEnv,
     overrides: Sequence[str],
     config_file: Path | None,
     resume: str | None,
     log: Callable[[str], None],
+    on_note: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Started by torchrun or srun (the torchrun variables are set): run as that rank, directly."""
+    """Started by torchrun or srun: run as that rank, directly. config.yaml records the job's real
+    shape (its launcher section), so that `train --config` reruns it the same way."""
     import torch.distributed as dist
 
     from trainctl.data import prepare_dataset
@@ -223,7 +236,10 @@ def run_as_rank(
         raise TrainctlError(
             "--resume is for trainctl's own launch", fix="set TRAINCTL_RUN_DIR to the run instead"
         )
-    composed = compose(overrides, config_file=config_file)
+    env.export()
+    ignored = [o for o in overrides if o.lstrip("+~").startswith("launcher")]
+    kept = [o for o in overrides if o not in ignored]
+    composed = compose([*kept, *job_shape_overrides(env)], config_file=config_file)
     plan = plan_rank(composed, env)
     init_process_group(env, plan.device, plan.collective_timeout_s)
     try:
@@ -232,7 +248,16 @@ def run_as_rank(
         barrier()
         if plan.train_samples is None:  # the data arrived after the first plan: plan with it
             plan = plan_rank(composed, env)
-        plan.run_dir = rank_run_dir(plan, env).path
+        if env.rank == 0:
+            if ignored:
+                plan.notes.append(
+                    f"{' '.join(ignored)} ignored: {env.launched_by} started {env.nnodes} node(s) x "
+                    f"{env.local_world_size} rank(s)"
+                )
+            for note in plan.notes:
+                on_note(note)
+        claimed = rank_run_dir(plan, env)
+        plan.run_dir, plan.resume_from = claimed.run.path, claimed.resume_from
         summary = run_rank(plan, env, console=env.rank == 0)
         return summary | (after_training(plan, summary, log) if env.rank == 0 else {})
     finally:
@@ -241,19 +266,44 @@ def run_as_rank(
 
 def plan_rank(composed: Composed, env: TorchrunEnv) -> Plan:
     """The plan of one rank of a job that torchrun or srun started (its world comes from them)."""
-    return make_plan(composed, world_size=env.world_size, local_workers=env.local_world_size, download=False)
+    return make_plan(composed, world_size=env.world_size, local_workers=env.cpu_sharers, download=False)
 
 
-def rank_run_dir(plan: Plan, env: TorchrunEnv) -> RunDir:
-    """$TRAINCTL_RUN_DIR, the cluster's run id under the preset, or a new directory rank 0 makes."""
+def rank_run_dir(plan: Plan, env: TorchrunEnv) -> ClaimedRun:
+    """Rank 0's choice, followed by every rank: $TRAINCTL_RUN_DIR, the cluster's run id under the preset
+    (claimed: the same job continues it, anything else is refused), or a new directory. A refusal
+    reaches every rank: rank 0 raises it, the others exit 2."""
     from trainctl.runtime.collectives import broadcast_from
 
+    decision: dict[str, Any] = {}
+    if env.rank == 0:
+        try:
+            decision = claimed_dir(plan, env)
+        except TrainctlError:
+            broadcast_from({"refused": True}, src=0)
+            raise
+    decision = broadcast_from(decision, src=0)
+    if decision.get("refused"):
+        raise SystemExit(2)  # rank 0 says why
+    resume = Path(decision["resume"]) if decision["resume"] else None
+    return ClaimedRun(RunDir(Path(decision["run"])), resume)
+
+
+def claimed_dir(plan: Plan, env: TorchrunEnv) -> dict[str, Any]:
+    """Rank 0's run dir and checkpoint to continue from, as plain data to broadcast."""
+    cfg = plan.config
     if os.environ.get("TRAINCTL_RUN_DIR"):
-        return named_run_dir(Path(os.environ["TRAINCTL_RUN_DIR"]))
-    if env.run_id:
-        return named_run_dir(Path(plan.config.run.root) / plan.config.preset / env.run_id)
-    made = create_run_dir(Path(plan.config.run.root), plan.config.preset).path if env.rank == 0 else None
-    return RunDir(Path(broadcast_from(str(made), src=0)))  # rank 0 decides, everyone follows
+        claimed = claim_run(Path(os.environ["TRAINCTL_RUN_DIR"]), plan.tree, "TRAINCTL_RUN_DIR")
+    elif env.run_id:
+        label = (
+            f"torchrun --rdzv-id {env.run_id}"
+            if env.launched_by == "torchrun"
+            else f"Slurm step {env.run_id}"
+        )
+        claimed = claim_run(Path(cfg.run.root) / cfg.preset / env.run_id, plan.tree, label)
+    else:
+        claimed = ClaimedRun(create_run_dir(Path(cfg.run.root), cfg.preset), None)
+    return {"run": str(claimed.run.path), "resume": str(claimed.resume_from or "")}
 
 
 @dataclass

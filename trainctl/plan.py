@@ -19,7 +19,8 @@ from trainctl.config.ranges import check_ranges
 from trainctl.config.schema import Config, TrainerConfig
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
-from trainctl.runtime.devices import resolve_device, worker_threads
+from trainctl.runtime.devices import resolve_device
+from trainctl.runtime.threads import thread_budget
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,6 +39,7 @@ class Plan:
     micro_batch: int
     device: str
     threads_per_worker: int
+    threads_source: str = "trainer.threads"  # where threads_per_worker came from (thread_budget)
     spec: DataSpec | None = None
     train_samples: int | None = None  # None when the data set is not on disk yet (dry runs)
     test_samples: int | None = None
@@ -73,8 +75,8 @@ def make_plan(
 ) -> Plan:
     """Check the config as a whole and derive the numbers every rank shares.
 
-    `world_size` and `local_workers` (the workers sharing this machine's cores) come from the launcher
-    config, or from the environment when an outside launcher (torchrun, srun) started us. With
+    `world_size` and `local_workers` (the workers sharing this process's CPU allocation) come from the
+    launcher config, or from the environment when an outside launcher (torchrun, srun) started us. With
     `download`, missing data files are fetched now, once, before any worker starts.
     """
     from trainctl.data import prepare_dataset
@@ -106,6 +108,13 @@ def make_plan(
     checks.append(check_precision(cfg.trainer.precision, device))
     ema_checks(cfg, checks)
     check_optimizer(cfg, checks, model)
+    threads = thread_budget(local_workers, cfg.trainer.threads)
+    notes = list(composed.notes)
+    if world_size == 1 and cfg.parallel.name != "none":
+        notes.append(
+            f"parallel={cfg.parallel.name} in a world of one process: it trains like parallel=none "
+            "(to run several ranks: launcher.nproc=N, torchrun --nproc-per-node N, or srun -n N)"
+        )
     return Plan(
         cfg,
         OmegaConf.to_container(composed.tree, enum_to_str=True),
@@ -115,12 +124,13 @@ def make_plan(
         per_rank,
         micro,
         device,
-        worker_threads(cfg.trainer.threads, local_workers),
+        threads.threads,
+        threads_source=threads.source,
         spec=info.spec,
         train_samples=info.train_samples,
         test_samples=info.test_samples,
         checks=checks,
-        notes=composed.notes,
+        notes=notes,
     )
 
 

@@ -454,7 +454,11 @@ def smoke(
 
 
 def main() -> None:
-    from trainctl.cli.completion import install_bash_script
+    import os
 
+    from trainctl.cli.completion import install_bash_script
+    from trainctl.runtime.threads import wait_policy_env
+
+    os.environ.update(wait_policy_env())  # before torch loads OpenMP in this process
     install_bash_script()
     app()

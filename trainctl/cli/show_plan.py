@@ -40,7 +40,7 @@ def print_plan(plan: Plan, launch: str, console: Console | None = None) -> None:
         (
             "world",
             f"{plan.world_size} rank(s), parallel {cfg.parallel.name}, device {plan.device}, "
-            f"{plan.threads_per_worker} thread(s) per rank",
+            f"{plan.threads_per_worker} thread(s) per rank (from {plan.threads_source})",
         ),
         (
             "batch",

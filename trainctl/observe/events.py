@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
+
+BEAT_EVERY_S = 10.0  # a rank that makes progress says so at least this often (see Reporter.beat)
 
 
 @dataclass
@@ -75,7 +78,15 @@ class RunEnd:
     kind: str = "end"
 
 
-Event = RunStart | StepRecord | EvalRecord | EpochRecord | Message | RunEnd
+@dataclass
+class Beat:
+    """A rank is alive and making progress (between the records above; for the parent's stall watch)."""
+
+    rank: int = 0
+    kind: str = "beat"
+
+
+Event = RunStart | StepRecord | EvalRecord | EpochRecord | Message | RunEnd | Beat
 
 
 KINDS: dict[str, type] = {
@@ -85,6 +96,7 @@ KINDS: dict[str, type] = {
     "epoch": EpochRecord,
     "message": Message,
     "end": RunEnd,
+    "beat": Beat,
 }
 
 
@@ -118,14 +130,22 @@ class Sink(Protocol):
 class Reporter:
     """Fans every event out to its sinks, one event at a time (a progress ticker reports from a thread)."""
 
-    def __init__(self, sinks: list[Sink] | None = None) -> None:
+    def __init__(self, sinks: list[Sink] | None = None, beat_every_s: float = BEAT_EVERY_S) -> None:
         self.sinks: list[Sink] = list(sinks or [])
         self.lock = threading.Lock()
+        self.beat_every_s = beat_every_s
+        self.last_emit = time.monotonic()
 
     def emit(self, event: Event) -> None:
         with self.lock:
+            self.last_emit = time.monotonic()
             for sink in self.sinks:
                 sink.emit(event)
+
+    def beat(self, rank: int) -> None:
+        """Emit a Beat when nothing was emitted for beat_every_s: cheap enough to call every step."""
+        if time.monotonic() - self.last_emit >= self.beat_every_s:
+            self.emit(Beat(rank))
 
     def close(self) -> None:
         for sink in self.sinks:

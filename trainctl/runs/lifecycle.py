@@ -79,6 +79,8 @@ def record_start(run: RunDir, plan: Plan, start_step: int, restart: int) -> None
         pid=os.getpid(),
         host=socket.gethostname(),
         heartbeat=now,
+        threads=plan.threads_per_worker,
+        threads_source=plan.threads_source,
         **fields,
     )
     point_latest(run.path.parent.parent, run.path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from trainctl.config.schema import Device
 from trainctl.errors import TrainctlError
 
@@ -18,8 +16,3 @@ def resolve_device(device: Device | str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainctlError("trainer.device=cuda but no GPU is visible", fix="use trainer.device=auto or cpu")
     return name
-
-
-def worker_threads(requested: int | None, local_workers: int) -> int:
-    """trainer.threads when set, else this machine's cores divided among its `local_workers` workers."""
-    return requested or max(1, (os.cpu_count() or 1) // local_workers)

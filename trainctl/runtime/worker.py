@@ -74,6 +74,10 @@ class WorkerContext:
     def message(self, text: str, level: str = "info") -> None:
         self.reporter.emit(Message(text, level, rank=self.rank))
 
+    def alive(self) -> None:
+        """Tell the parent's stall watch that this rank still makes progress (throttled; call each step)."""
+        self.reporter.beat(self.rank)
+
 
 def default_sinks(
     run: RunDir, plan: Plan, rank: int, restart: int, console: bool, loggers: Sequence[Logger | str] = ()

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.plan import Plan
 from trainctl.runs.run_dir import RunDir
 from trainctl.runtime.launch.rank import elastic_worker, error_file, rank_log
+from trainctl.runtime.launch.rendezvous import RendezvousDeadline, probe_store, rendezvous_error
+from trainctl.runtime.launch.stall import Stall, StallWatch
+from trainctl.runtime.threads import wait_policy_env
 
 TAIL_LINES = 20
 
@@ -34,6 +44,7 @@ def run_elastic(
     max_restarts: int,
     rdzv_timeout: int,
     start_method: str,
+    stall_timeout: float,
 ) -> dict[str, Any]:
     """Run `nproc` workers here as part of an `nnodes`-node job; rank 0's summary when it is here."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
@@ -54,28 +65,40 @@ def run_elastic(
         run_id=run_id,
         rdzv_backend="c10d",
         rdzv_endpoint=rdzv_endpoint,
-        rdzv_configs={"join_timeout": rdzv_timeout},
+        # read_timeout bounds connecting to the store and each store call: with its default (60 s),
+        # a server on the port that is not a c10d store held the job for minutes.
+        rdzv_configs={"join_timeout": rdzv_timeout, "read_timeout": rdzv_timeout},
         max_restarts=max_restarts,
         monitor_interval=0.1,
         start_method=start_method,
         shutdown_timeout=60,
         logs_specs=DefaultLogsSpecs(log_dir=str(run.logs / "elastic")),
     )
-    os.environ["OMP_NUM_THREADS"] = str(plan.threads_per_worker)
-    # Workers host their own store for each attempt instead of sharing the agent's rendezvous store:
-    # with the shared store, gloo's connectFullMesh after a restart was refused or hung in about
-    # half of our kill-and-restart trials here; with this setting 6 of 6 restarted cleanly.
-    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    prepare_start_method(start_method)
     for name in ("torch.distributed.elastic", "torch.multiprocessing"):  # failures are reported below
         logging.getLogger(name).setLevel(logging.CRITICAL)
     # Ranks on this node: all of them on one node; on several, any of them may be rank 0.
     ranks = list(range(nproc * nnodes)) if nnodes > 1 else list(range(nproc))
+    stopper = Stopper(run)
+    watch = StallWatch(run.logs, ranks, stall_timeout, stopper.stalled, require_file=nnodes > 1)
+    console = ConsoleStderr(run.logs / "agent.log")
+    deadline = RendezvousDeadline(
+        run.logs, rdzv_timeout, rdzv_endpoint, stopper.rendezvous_expired, lambda: console.fd
+    )
     try:
-        with RankView(run.logs, ranks):
+        with worker_environment(plan), console, deadline, watch, RankView(run.logs, ranks):
+            if nnodes > 1:
+                probe_store(rdzv_endpoint, rdzv_timeout, run.logs / "agent.log")
             results = elastic_launch(config, elastic_worker)(plan)
     except ChildFailedError as exc:
-        raise failure(run, exc) from None
+        raise stopper.stall_error(stall_timeout) or failure(run, exc) from None
+    except KeyboardInterrupt:
+        if stopper.rendezvous_timed_out:
+            raise deadline.error from None
+        raise
     except SignalException as exc:
+        if stopper.stall is not None:
+            raise stopper.stall_error(stall_timeout) from None
         saved = error_file(run, 0).is_file() and "RunInterrupted" in error_file(run, 0).read_text()
         raise RunInterrupted(
             f"stopped by {signal.Signals(exc.sigval).name}; "
@@ -83,14 +106,125 @@ def run_elastic(
             where=str(run.checkpoint("last")),
             fix=f"continue with: trainctl train --resume {run.path}",
         ) from None
-    except RendezvousError as exc:
+    except (RendezvousError, RuntimeError, ValueError, TimeoutError) as exc:
+        if isinstance(exc, RuntimeError | ValueError | TimeoutError) and not deadline.waiting():
+            raise  # not a rendezvous problem: a bug, with its traceback
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainctlError(
-            f"the rendezvous at {rdzv_endpoint} did not complete within {rdzv_timeout}s ({reason})",
-            fix=f"start the same command on all {nnodes} nodes with the same launcher.rdzv_endpoint and "
-            "launcher.run_id, or raise launcher.rdzv_timeout",
-        ) from None
+        cause = exc.__cause__
+        if cause is not None and str(cause).strip():
+            reason += f": {str(cause).strip().splitlines()[0]}"
+        raise rendezvous_error(rdzv_endpoint, rdzv_timeout, reason, run.logs / "agent.log") from None
     return results.get(0) or {}  # rank 0's summary (keyed by global rank); {} on a node without rank 0
+
+
+def prepare_start_method(start_method: str) -> None:
+    """With forkserver, the server imports torch and the worker's modules once (no OpenMP work runs
+    at import); each worker then forks from it, restarts included."""
+    if start_method == "forkserver":
+        multiprocessing.set_forkserver_preload(["trainctl.runtime.launch.rank", "trainctl.runtime.worker"])
+
+
+@contextlib.contextmanager
+def worker_environment(plan: Plan) -> Iterator[None]:
+    """Variables the agent and the workers read, set for the launch and restored after it.
+
+    The workers' process is started from it (spawn/forkserver), before torch loads OpenMP there."""
+    values = {
+        "OMP_NUM_THREADS": str(plan.threads_per_worker),
+        **wait_policy_env(),
+        # Workers host their own store for each attempt instead of sharing the agent's rendezvous
+        # store: with the shared store, gloo's connectFullMesh after a restart was refused or hung in
+        # about half of our kill-and-restart trials here; with this setting 6 of 6 restarted cleanly.
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1"),
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class ConsoleStderr:
+    """Sends this process's C-level stderr (torch's C++ warnings and traces) to a log for the block;
+    `fd` stays the console's."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.fd = 2
+
+    def __enter__(self) -> ConsoleStderr:
+        sys.stderr.flush()
+        self.fd = os.dup(2)
+        log = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 2)
+        os.close(log)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self.fd, 2)
+        os.close(self.fd)
+        self.fd = 2
+
+
+class Stopper:
+    """Stops the launch from a watcher thread: SIGTERM to this process, whose agent then shuts the
+    workers down; a rank that is stuck is killed, as it could not act on SIGTERM."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.stall: Stall | None = None
+        self.rendezvous_timed_out = False
+
+    def rendezvous_expired(self) -> None:
+        # Before the workers start, the agent has no signal handler: interrupt its main thread instead.
+        self.rendezvous_timed_out = True
+        _thread.interrupt_main()
+
+    def stalled(self, stall: Stall) -> None:
+        self.stall = stall
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1.0)  # the agent is shutting down now: a killed rank is no failure to restart from
+        for rank in stall.ranks:
+            pid = local_worker_pid(self.run, rank)
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def stall_error(self, timeout: float) -> RunFailed | None:
+        if self.stall is None:
+            return None
+        first = self.stall.ranks[0]
+        names = " and ".join(f"rank {r}" for r in self.stall.ranks)
+        log = rank_log(self.run, first)
+        tail = log.read_text(errors="replace").splitlines()[-TAIL_LINES:] if log.is_file() else []
+        error = RunFailed(
+            f"{names} reported nothing for over {timeout:g}s (launcher.stall_timeout); every rank was "
+            f"stopped. Last lines of rank {first}'s log:\n" + "\n".join(tail),
+            where=str(log),
+            fix="if one step or evaluation really takes longer, raise launcher.stall_timeout; otherwise "
+            "the rank is stuck (a hung collective, file system or deadlock): read its log",
+        )
+        error.status = "stalled"  # what run.json records as the run's ending
+        return error
+
+
+def local_worker_pid(run: RunDir, rank: int) -> int | None:
+    """The pid of the rank's latest process when it runs on this host (from its log's start lines)."""
+    log = rank_log(run, rank)
+    if not log.is_file():
+        return None
+    lines = log.read_text(errors="replace").splitlines()
+    starts = [line.split() for line in lines if line.startswith("rank ")]
+    for words in reversed(starts):  # "rank R/W pid P restart N host H threads T"
+        if len(words) >= 8 and words[2] == "pid" and words[6] == "host":
+            return int(words[3]) if words[7] == socket.gethostname() else None
+    return None
 
 
 def failure(run: RunDir, exc: Any) -> TrainctlError:

@@ -11,7 +11,8 @@ from trainctl.config.schema import LauncherConfig
 from trainctl.errors import TrainctlError
 from trainctl.plan import Plan
 from trainctl.runtime.launch import LAUNCHERS
-from trainctl.runtime.launch.local import StartMethod
+from trainctl.runtime.launch.local import STALL_TIMEOUT_S, StartMethod, check_stall_timeout
+from trainctl.runtime.launch.rendezvous import check_endpoint
 
 
 @dataclass
@@ -22,7 +23,9 @@ class MultinodeConfig(LauncherConfig):
     run_id: str = "${oc.env:SLURM_JOB_ID,''}"  # the same on every node; names the run directory
     max_restarts: int = ranged(0, "[0, inf)")
     rdzv_timeout: int = ranged(300, "[1, inf)")  # seconds to wait for every node to join
-    start_method: StartMethod = StartMethod.fork
+    start_method: StartMethod = StartMethod.forkserver
+    # seconds a rank may report nothing before the job is stopped
+    stall_timeout: int = ranged(STALL_TIMEOUT_S, "[1, inf)")
 
 
 class MultinodeLauncher:
@@ -46,6 +49,13 @@ class MultinodeLauncher:
                 "launcher.run_id is not set",
                 fix="set launcher.run_id=NAME, the same on every node (it names the run dir)",
             )
+        check_stall_timeout(self.cfg.stall_timeout)
+        check_endpoint(self.cfg.rdzv_endpoint)
+        if self.cfg.rdzv_timeout < 1:
+            raise TrainctlError(
+                f"launcher.rdzv_timeout={self.cfg.rdzv_timeout}",
+                fix="use seconds to wait for every node, e.g. 300",
+            )
         return [f"rendezvous {self.cfg.rdzv_endpoint}, run id {self.cfg.run_id}, {self.cfg.nnodes} nodes"]
 
     def describe(self, plan: Plan) -> str:
@@ -57,7 +67,7 @@ class MultinodeLauncher:
         )
 
     def setup(self, plan: Plan) -> None:
-        self.check()
+        pass
 
     def launch(self, plan: Plan) -> dict[str, Any]:
         from trainctl.runtime.launch.elastic import run_elastic
@@ -71,6 +81,7 @@ class MultinodeLauncher:
             max_restarts=self.cfg.max_restarts,
             rdzv_timeout=self.cfg.rdzv_timeout,
             start_method=StartMethod(self.cfg.start_method).value,
+            stall_timeout=self.cfg.stall_timeout,
         )
 
 

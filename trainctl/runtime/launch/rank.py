@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +16,8 @@ import torch
 import torch.distributed as dist
 
 from trainctl.errors import TrainctlError
+from trainctl.observe.events import Beat
+from trainctl.observe.files import EventFile
 from trainctl.plan import Plan
 from trainctl.runs.run_dir import RunDir
 from trainctl.runtime.launch.env import TorchrunEnv
@@ -63,15 +67,30 @@ def run_rank(plan: Plan, env: TorchrunEnv, *, console: bool) -> dict[str, Any]:
     )
 
 
+def stall_for_test(rank: int) -> None:
+    """Fault injection for the stall watch's tests: TRAINCTL_FAULT_STALL_RANK=N makes rank N hang."""
+    if os.environ.get("TRAINCTL_FAULT_STALL_RANK") == str(rank):
+        while True:
+            time.sleep(3600)
+
+
 def elastic_worker(plan: Plan) -> dict[str, Any]:
     """Run as one rank of the plan; errors are left in logs/rank<N>.error.json for the parent."""
     env = TorchrunEnv.from_environ()
     assert env is not None and plan.run_dir is not None, "started without the torchrun environment"
     run = RunDir(plan.run_dir)
     redirect_output(rank_log(run, env.rank))
-    print(f"rank {env.rank}/{env.world_size} pid {os.getpid()} restart {env.restart_count}", flush=True)
-    error_file(run, env.rank).unlink(missing_ok=True)
     torch.set_num_threads(plan.threads_per_worker)
+    print(
+        f"rank {env.rank}/{env.world_size} pid {os.getpid()} restart {env.restart_count} "
+        f"host {socket.gethostname()} threads {torch.get_num_threads()}",
+        flush=True,
+    )
+    beat = EventFile(run.logs / f"rank{env.rank}.events.jsonl")  # started: the stall watch's clock runs
+    beat.emit(Beat(env.rank))
+    beat.close()
+    stall_for_test(env.rank)
+    error_file(run, env.rank).unlink(missing_ok=True)
     init_process_group(env, plan.device, plan.collective_timeout_s)
     try:
         return run_rank(plan, env, console=False)

@@ -23,9 +23,11 @@ class SlurmConfig(LauncherConfig):
     partition: str | None = None
     account: str | None = None
     time: str = "01:00:00"
-    cpus_per_task: int = ranged(8, "[1, inf)")
+    # null: launcher.nproc x trainer.threads (1 when unset)
+    cpus_per_task: int | None = ranged(None, "[1, inf)")
     gpus_per_node: int = ranged(0, "[0, inf)")
-    port: int = ranged(29500, "[1, 65535]")  # the rendezvous port on the first node of the allocation
+    # the rendezvous port on the first node; null: 15000 + job id % 10000
+    port: int | None = ranged(None, "[1, 65535]")
     max_restarts: int = ranged(0, "[0, inf)")
     setup: str = ""  # shell lines run before srun, e.g. "source .venv/bin/activate"
 
@@ -39,8 +41,16 @@ class SlurmLauncher:
     def world_size(self) -> int:
         return self.cfg.nnodes * self.cfg.nproc
 
+    def cpus_per_task(self, plan: Plan) -> int:
+        """CPUs of the one task per node: its nproc workers x their threads. Asking for more than a
+        node has leaves the job pending for ever, so the default asks for what the plan uses."""
+        return self.cfg.cpus_per_task or self.cfg.nproc * (plan.config.trainer.threads or 1)
+
     def script(self, plan: Plan) -> str:
         c = self.cfg
+        cpus = self.cpus_per_task(plan)
+        # Two jobs on one head node must not share a rendezvous port: it comes from the job id.
+        port = str(c.port) if c.port else "$((15000 + SLURM_JOB_ID % 10000))"
         run_dir = str(plan.run_dir or f"{plan.config.run.root}/{plan.config.preset}/<timestamp>")
         worker_overrides = [o for o in plan.overrides if not o.startswith("launcher")]
         args = " ".join(shlex.quote(o) for o in worker_overrides)
@@ -49,7 +59,7 @@ class SlurmLauncher:
             f"#SBATCH --job-name=trainctl-{plan.config.preset}",
             f"#SBATCH --nodes={c.nnodes}",
             "#SBATCH --ntasks-per-node=1",
-            f"#SBATCH --cpus-per-task={c.cpus_per_task}",
+            f"#SBATCH --cpus-per-task={cpus}",
             f"#SBATCH --time={c.time}",
             f"#SBATCH --output={run_dir}/logs/slurm-%j.out",
         ]
@@ -59,11 +69,14 @@ class SlurmLauncher:
         body = [
             "set -euo pipefail",
             *([c.setup] if c.setup else []),
-            'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            # awk reads every line: `head -n 1` exits early, and under pipefail scontrol's SIGPIPE
+            # then failed the whole script
+            'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk "NR == 1")',
+            f"port={port}",
             f"export TRAINCTL_RUN_DIR={shlex.quote(run_dir)}",
-            f"srun --nodes={c.nnodes} --ntasks-per-node=1 trainctl train {args} \\",
+            f"srun --nodes={c.nnodes} --ntasks-per-node=1 --cpus-per-task={cpus} trainctl train {args} \\",
             f"    launcher=multinode launcher.nnodes={c.nnodes} launcher.nproc={c.nproc} \\",
-            f'    launcher.rdzv_endpoint="$head_node:{c.port}" launcher.run_id="$SLURM_JOB_ID" \\',
+            '    launcher.rdzv_endpoint="$head_node:$port" launcher.run_id="$SLURM_JOB_ID" \\',
             f"    launcher.max_restarts={c.max_restarts}",
         ]
         return "\n".join([*header, "", *body]) + "\n"
@@ -71,6 +84,11 @@ class SlurmLauncher:
     def check(self) -> list[str]:
         if self.cfg.nnodes < 1 or self.cfg.nproc < 1:
             raise TrainctlError("launcher.nnodes and launcher.nproc must be at least 1")
+        if self.cfg.cpus_per_task is not None and self.cfg.cpus_per_task < 1:
+            raise TrainctlError(
+                f"launcher.cpus_per_task={self.cfg.cpus_per_task}",
+                fix="use 1 or more, or null for launcher.nproc x trainer.threads",
+            )
         return [f"sbatch job of {self.cfg.nnodes} node(s) x {self.cfg.nproc} worker(s)"]
 
     def describe(self, plan: Plan) -> str:
