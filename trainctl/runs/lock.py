@@ -27,6 +27,9 @@ class RunLocked(TrainctlError):
     """Another live process holds the run (exit 2)."""
 
 
+LAUNCHER_PID = "TRAINCTL_LAUNCHER_PID"  # set by the launching process for its workers
+
+
 @dataclass(frozen=True)
 class LockOwner:
     """Who holds a run: the process, its host, what it runs, since when, and its latest heartbeat."""
@@ -53,7 +56,10 @@ class LockOwner:
         return f"pid {self.pid} on {self.host} (`{self.command}`, since {self.started.replace('T', ' ')})"
 
     def is_me_or_parent(self) -> bool:
-        return self.host == socket.gethostname() and self.pid in (os.getpid(), os.getppid())
+        """Whether this process, or the trainctl process that launched it, holds the lock. Workers
+        started from a forkserver are not the launcher's children: it names itself in LAUNCHER_PID."""
+        launcher = int(os.environ.get(LAUNCHER_PID) or 0)
+        return self.host == socket.gethostname() and self.pid in (os.getpid(), os.getppid(), launcher)
 
     def stale_because(self, now: float | None = None) -> str | None:
         """Why this owner is gone (its pid is dead here, or its host went silent), or None while alive."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
 from trainctl.plan import Plan
+from trainctl.runs.lock import LAUNCHER_PID
 from trainctl.runs.run_dir import RunDir
 from trainctl.runtime.launch.rank import elastic_worker, error_file, rank_log
 from trainctl.runtime.launch.rendezvous import RendezvousDeadline, probe_store, rendezvous_error
@@ -132,6 +133,7 @@ def worker_environment(plan: Plan) -> Iterator[None]:
     values = {
         "OMP_NUM_THREADS": str(plan.threads_per_worker),
         **wait_policy_env(),
+        LAUNCHER_PID: str(os.getpid()),  # rank 0 joins this process's hold on the run
         # Workers host their own store for each attempt instead of sharing the agent's rendezvous
         # store: with the shared store, gloo's connectFullMesh after a restart was refused or hung in
         # about half of our kill-and-restart trials here; with this setting 6 of 6 restarted cleanly.
