@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -413,6 +414,16 @@ def test_eval_cv_reports_its_folds_while_they_train(
     run = train(["conf=mf_movielens", f"data.path={path}", *columns, "trainer.epochs=2", *SINGLE])["run dir"]
     capsys.readouterr()
     monkeypatch.setattr(ticker, "TICK_EVERY_S", 0.01)  # a line per 10 ms instead of per 10 s
+    import trainctl.api
+
+    run_fold = trainctl.api.run_job
+
+    def slow_fold(*args: Any, **kwargs: Any) -> dict[str, Any]:  # a fold lasts several ticks
+        summary = run_fold(*args, **kwargs)
+        time.sleep(0.2)
+        return summary
+
+    monkeypatch.setattr(trainctl.api, "run_job", slow_fold)
     result = CliRunner().invoke(app, ["eval", run, "--cv", "2"])
     assert result.exit_code == 0, result.output
     err = result.stderr

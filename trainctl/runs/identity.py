@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from trainctl.errors import TrainctlError
+from trainctl.runs.lock import refuse_if_in_use
 from trainctl.runs.run_dir import RunDir, named_run_dir
 
 # How the job was started may change between a run and its requeue (another head node, another
@@ -45,6 +46,7 @@ def claim_run(path: Path, tree: dict[str, Any], cluster_id: str) -> ClaimedRun:
     run = RunDir(path)
     if not run.config_file.is_file():  # new, or made a moment ago by another node of this job
         return ClaimedRun(named_run_dir(path), None)
+    refuse_if_in_use(run, f"use it for {cluster_id}")  # a live job holds it: name that job first
     try:
         saved = yaml.safe_load(run.config_file.read_text()) or {}
     except yaml.YAMLError:
