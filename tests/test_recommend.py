@@ -354,11 +354,9 @@ def test_a_user_with_few_ratings_gets_popular_items_with_a_note(folders: dict[st
 
 
 def test_recommend_on_movielens_lists_no_film_with_fewer_than_5_ratings() -> None:
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import require_data
 
-    folder = SHARED_DATA / "ml-100k"
-    if not (folder / "u.data").is_file():
-        pytest.skip(f"MovieLens 100K not found at {folder}")
+    folder = require_data("ml-100k") / "ml-100k"  # a skip without it, a failure under TRAINCTL_REQUIRE_DATA
     answer = recommend("--user", "1", "--data", str(folder))
     assert answer["method"] == "item-knn" and len(answer["items"]) == 10
     assert min(row["ratings"] for row in answer["items"]) >= 5
