@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec, Task
@@ -26,9 +27,11 @@ from trainctl.models.mf import ids_from_state, ids_to_state
 
 @dataclass
 class ImplicitMFConfig(ModelConfig):
-    factors: int = 32
-    init_std: float = 0.05
-    reg: float = 0.01  # L2 on the user rows a batch uses and on every item row, per sample
+    factors: int = ranged(32, "[1, inf)")
+    init_std: float = ranged(0.05, "(0, inf)")
+    reg: float = ranged(
+        0.01, "[0, inf)"
+    )  # L2 on the user rows a batch uses and on every item row, per sample
 
 
 class ImplicitFactorization(nn.Module):
