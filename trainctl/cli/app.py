@@ -456,7 +456,7 @@ def smoke(
 def main() -> None:
     import os
 
-    from trainctl.cli.completion import install_bash_script
+    from trainctl.cli.completion_script import install_bash_script
     from trainctl.runtime.threads import wait_policy_env
 
     os.environ.update(wait_policy_env())  # before torch loads OpenMP in this process

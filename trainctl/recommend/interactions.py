@@ -55,20 +55,20 @@ def block_rows(num_items: int, rows: np.ndarray) -> Iterator[np.ndarray]:
 def cooccurrence_blocks(
     by_item: Compressed, by_user: Compressed, rows: np.ndarray, reduce: Reduce = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows of the block, dense float64 block of X^T X) for `rows` of the item-item co-occurrence.
+    """(rows of the block, dense block of X^T X) for `rows` of the item-item co-occurrence.
 
-    A small X (at most DENSE_LIMIT entries) is held dense and each block is one matrix product (exact:
-    the weights are halves, their sums small integers). Otherwise row j sums, over the users v who
-    rated j, w(v, j) times v's row of weights: numpy gathers and one bincount per chunk of at most
-    PAIR_BUDGET (user, item) pairs (a chunk may hold one user with more). `reduce` sums a block over
-    data-parallel ranks (each holds some of the users).
+    A small X (at most DENSE_LIMIT entries) is held dense and each block is one float32 matrix product
+    (exact with the default weights 1 and 0.5: products are quarters, sums far below 2^22). Otherwise
+    row j sums, over the users v who rated j, w(v, j) times v's row of weights: numpy gathers and one
+    bincount per chunk of at most PAIR_BUDGET (user, item) pairs (a chunk may hold one user with
+    more). `reduce` sums a block over data-parallel ranks (each holds some of the users).
     """
     num_users, num_items = by_user.shape
     rows = np.asarray(rows, dtype=np.int64)
     if num_users * num_items <= DENSE_LIMIT:
         weights_by_user = by_user.dense_values(np.arange(num_users), np.float32)
         for block in block_rows(num_items, rows):
-            dense = (weights_by_user[:, block].T @ weights_by_user).astype(np.float64)
+            dense = weights_by_user[:, block].T @ weights_by_user
             yield block, dense if reduce is None else reduce(dense)
         return
     user_counts = by_user.counts()

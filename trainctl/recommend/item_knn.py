@@ -16,27 +16,27 @@ from trainctl.recommend.matrix import Compressed
 
 
 def top_k_rows(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(columns, values) of each row's k largest positive entries, by descending value (then column);
-    columns -1 (value 0) pad rows with fewer. Entries tied at the k-th value are kept as numpy's
-    partition picks them."""
+    """(columns, values) of each row's k largest positive entries, by ascending column; columns -1
+    (value 0) pad rows with fewer. Entries tied at the k-th value are kept as numpy's partition picks
+    them."""
     width = block.shape[1]
     if k < width:
-        part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        columns = np.sort(np.argpartition(block, width - k, axis=1)[:, width - k :], axis=1)
     else:
-        part = np.broadcast_to(np.arange(width), block.shape)
-    values = np.take_along_axis(block, part, axis=1)
-    order = np.lexsort((part, -values), axis=1)
-    columns = np.take_along_axis(part, order, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
+        columns = np.broadcast_to(np.arange(width), block.shape)
+    values = np.take_along_axis(block, columns, axis=1)
     keep = values > 0
     return np.where(keep, columns, -1), np.where(keep, values, 0.0)
 
 
 def similarity_block(block: np.ndarray, rows: np.ndarray, norms: np.ndarray, alpha: float) -> np.ndarray:
-    """Rows `rows` of the asymmetric cosine from their co-occurrence block; 0 on the diagonal."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sim = block / (norms[rows, None] ** alpha * norms[None, :] ** (1.0 - alpha))
-    sim[~np.isfinite(sim)] = 0.0
+    """Rows `rows` of the asymmetric cosine (float32) from their co-occurrence block; 0 on the diagonal
+    and for items that nobody rated."""
+    with np.errstate(divide="ignore"):
+        left, right = 1.0 / norms[rows] ** alpha, 1.0 / norms ** (1.0 - alpha)
+    left[~np.isfinite(left)], right[~np.isfinite(right)] = 0.0, 0.0
+    sim = block.astype(np.float32, copy=False) * left.astype(np.float32)[:, None]
+    sim *= right.astype(np.float32)[None, :]
     sim[np.arange(len(rows)), rows] = 0.0
     return sim
 
@@ -92,8 +92,8 @@ def query_memory_bytes(num_users: int, num_items: int, num_ratings: int, rated: 
     """Peak bytes of answering one user from ratings alone (`recommend --data` with item-knn), past the
     interpreter and the file's parsing: the ratings by user and by item (int64 index, float64 value:
     32 B a rating) plus the sort that builds them (16 B), their implicit weights (float32: 8 B), one
-    co-occurrence block (at most BLOCK_ELEMENTS entries of 40 B: the float64 sums and a bincount's,
-    the similarities, the selection's indices), then either X held dense (float32, when users x items
+    co-occurrence block (at most BLOCK_ELEMENTS entries of 40 B: the sums and a bincount's, the
+    float32 similarities, the selection's indices), then either X held dense (float32, when users x items
     is at most DENSE_LIMIT) or the gathered pairs (at most PAIR_BUDGET, about 40 B each), the `rated`
     items' neighbours (12 B each) and a few score rows over the catalogue."""
     from trainctl.recommend.interactions import BLOCK_ELEMENTS, DENSE_LIMIT, PAIR_BUDGET
