@@ -72,6 +72,14 @@ def text_console(terminal: bool) -> tuple[Console, io.StringIO]:
     return Console(file=buffer, width=80, force_terminal=terminal, color_system=None), buffer
 
 
+def started_pipe_bar() -> tuple[TrainingProgress, io.StringIO]:
+    """A progress bar printing plain lines (no terminal), started on `start()`."""
+    console, buffer = text_console(terminal=False)
+    bar = TrainingProgress(console, live=False)
+    bar.start(start())
+    return bar, buffer
+
+
 def render(console: Console, renderable: object) -> str:
     with console.capture() as captured:
         console.print(renderable)
@@ -80,9 +88,7 @@ def render(console: Console, renderable: object) -> str:
 
 # ---------------------------------------------------------------- progress of a training run
 def test_pipe_progress_prints_step_of_total_loss_and_eta_at_least_every_10_s(clock: Clock) -> None:
-    console, buffer = text_console(terminal=False)
-    bar = TrainingProgress(console, live=False)
-    bar.start(start())
+    bar, buffer = started_pipe_bar()
     clock.now += 5.0
     bar.step(step(40, 1.25))
     assert buffer.getvalue() == ""  # under 10 s since the start: nothing yet
@@ -100,9 +106,7 @@ def test_pipe_progress_prints_step_of_total_loss_and_eta_at_least_every_10_s(clo
 
 
 def test_a_finished_bar_keeps_its_final_count_and_says_how_long(clock: Clock) -> None:
-    console, buffer = text_console(terminal=False)
-    bar = TrainingProgress(console, live=False)
-    bar.start(start())
+    bar, buffer = started_pipe_bar()
     clock.now += 3.0
     bar.step(step(460, 0.0286))
     bar.end(RunEnd("finished", {"steps": 460}))

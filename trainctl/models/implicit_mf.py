@@ -20,9 +20,8 @@ from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec, Task
-from trainctl.errors import TrainctlError
 from trainctl.models import MODELS
-from trainctl.models.mf import ids_from_state, ids_to_state
+from trainctl.models.mf import ids_state, load_ids_state
 
 
 @dataclass
@@ -72,20 +71,20 @@ class ImplicitFactorization(nn.Module):
         return self.penalty
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"user_ids": ids_to_state(self.user_ids), "item_ids": ids_to_state(self.item_ids)}
+        return ids_state(self)
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.user_ids, self.item_ids = ids_from_state(state["user_ids"]), ids_from_state(state["item_ids"])
+        load_ids_state(self, state)
 
 
 @MODELS.register("implicit_mf", ImplicitMFConfig)
 def build_implicit_mf(cfg: ImplicitMFConfig, spec: DataSpec) -> ImplicitFactorization:
-    ratings = rating_spec(spec, "model=implicit_mf")
-    if ratings.task is not Task.classification:
-        raise TrainctlError(
-            "model=implicit_mf learns which items a user rates: it needs data.target=item",
-            fix="use conf=implicit_mf_movielens, or add data.target=item",
-        )
+    ratings = rating_spec(
+        spec,
+        "model=implicit_mf",
+        Task.classification,
+        target_fix="use conf=implicit_mf_movielens, or add data.target=item",
+    )
     return ImplicitFactorization(
         ratings.num_users,
         ratings.num_items,

@@ -14,7 +14,7 @@ from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec
 from trainctl.models import MODELS
-from trainctl.models.mf import ids_from_state, ids_to_state
+from trainctl.models.mf import ids_state, load_ids_state
 from trainctl.models.ranker_settings import EASESettings, KNNRankerSettings
 
 
@@ -65,16 +65,11 @@ class ItemItemModel(nn.Module):
         raise RuntimeError(f"{self.kind} is fitted in closed form by recipe=closed_form, not by gradients")
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "settings": dict(self.settings),
-            "user_ids": ids_to_state(self.user_ids),
-            "item_ids": ids_to_state(self.item_ids),
-        }
+        return {"kind": self.kind, "settings": dict(self.settings), **ids_state(self)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.kind, self.settings = state["kind"], dict(state["settings"])
-        self.user_ids, self.item_ids = ids_from_state(state["user_ids"]), ids_from_state(state["item_ids"])
+        load_ids_state(self, state)
 
     def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
         """Buffers take the saved sizes first (a fitted model's differ from a freshly built one's)."""

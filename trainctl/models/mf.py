@@ -13,7 +13,6 @@ from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec, Task
-from trainctl.errors import TrainctlError
 from trainctl.models import MODELS
 
 
@@ -83,15 +82,10 @@ class MatrixFactorization(nn.Module):
 
     def get_extra_state(self) -> dict[str, Any]:
         """The id mappings and rating scale, saved with the weights (plain data: weights_only loads it)."""
-        return {
-            "user_ids": ids_to_state(self.user_ids),
-            "item_ids": ids_to_state(self.item_ids),
-            "rating_range": list(self.rating_range) if self.rating_range else None,
-        }
+        return {**ids_state(self), "rating_range": list(self.rating_range) if self.rating_range else None}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.user_ids = ids_from_state(state["user_ids"])
-        self.item_ids = ids_from_state(state["item_ids"])
+        load_ids_state(self, state)
         self.rating_range = tuple(state["rating_range"]) if state["rating_range"] else None
 
 
@@ -103,6 +97,16 @@ def ids_to_state(ids: Any) -> torch.Tensor | list[str] | None:
     return torch.from_numpy(ids.astype(np.int64)) if ids.dtype.kind in "iu" else [str(i) for i in ids]
 
 
+def ids_state(model: Any) -> dict[str, Any]:
+    """A ratings model's user and item id mappings as plain data for its extra state."""
+    return {"user_ids": ids_to_state(model.user_ids), "item_ids": ids_to_state(model.item_ids)}
+
+
+def load_ids_state(model: Any, state: dict[str, Any]) -> None:
+    """Set a ratings model's id mappings from its extra state."""
+    model.user_ids, model.item_ids = ids_from_state(state["user_ids"]), ids_from_state(state["item_ids"])
+
+
 def ids_from_state(state: torch.Tensor | list[str] | None) -> np.ndarray | None:
     if state is None:
         return None
@@ -111,12 +115,12 @@ def ids_from_state(state: torch.Tensor | list[str] | None) -> np.ndarray | None:
 
 @MODELS.register("mf", MFConfig)
 def build_mf(cfg: MFConfig, spec: DataSpec) -> MatrixFactorization:
-    ratings = rating_spec(spec, "model=mf")
-    if ratings.task is not Task.regression:
-        raise TrainctlError(
-            "model=mf predicts ratings: it needs data.target=rating",
-            fix="use model=implicit_mf for data.target=item (conf=implicit_mf_movielens)",
-        )
+    ratings = rating_spec(
+        spec,
+        "model=mf",
+        Task.regression,
+        target_fix="use model=implicit_mf for data.target=item (conf=implicit_mf_movielens)",
+    )
     return MatrixFactorization(
         ratings.num_users,
         ratings.num_items,

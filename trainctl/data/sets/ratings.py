@@ -62,11 +62,19 @@ def ratings_spec(ratings: Ratings, train: Ratings, cfg: RatingsConfig) -> Rating
     )
 
 
-def rating_spec(spec: DataSpec, needed_by: str) -> RatingSpec:
-    """`spec` as a RatingSpec, or an error saying that `needed_by` needs a ratings data set."""
+def rating_spec(spec: DataSpec, needed_by: str, task: Task | None = None, target_fix: str = "") -> RatingSpec:
+    """`spec` as a RatingSpec, or an error saying that `needed_by` needs a ratings data set (with the
+    target that gives `task`, when one is named; `target_fix` says how to get it)."""
     if not isinstance(spec, RatingSpec):
         raise TrainctlError(
             f"{needed_by} needs a ratings data set (user, item, rating)",
             fix="use dataset=ratings (e.g. conf=mf_movielens)",
         )
+    if task is not None and spec.task is not task:
+        learns, target = (
+            ("predicts ratings", "rating")
+            if task is Task.regression
+            else ("learns which items a user rates", "item")
+        )
+        raise TrainctlError(f"{needed_by} {learns}: it needs data.target={target}", fix=target_fix)
     return spec
