@@ -79,3 +79,21 @@ def test_dry_run_prints_the_plan_and_writes_nothing(runs_root: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "global 32" in result.output and "mlp_digits" in result.output
     assert not runs_root.exists()
+
+
+def test_settings_that_torch_refuses_exit_2_before_any_worker() -> None:
+    result = runner.invoke(
+        app, ["train", "--dry-run", "optim=sgd", "optim.nesterov=true", "optim.momentum=0"]
+    )
+    assert result.exit_code == 2
+    assert "invalid optimizer settings: Nesterov momentum requires a momentum" in result.output
+
+
+def test_planning_the_default_job_imports_neither_dynamo_nor_scikit_learn() -> None:
+    """Each costs seconds of CPU in the launching process, which only checks settings and sizes."""
+    code = (
+        "import sys; from trainctl.api import plan_job; plan_job(['optim=adamw']); "
+        "print(sorted(m for m in ('torch._dynamo', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

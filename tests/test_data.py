@@ -16,7 +16,7 @@ import torch
 
 from tests.conftest import write_idx
 from trainctl.config.compose import compose
-from trainctl.data import load_dataset
+from trainctl.data import load_dataset, prepare_dataset
 from trainctl.data.idx import read_idx
 from trainctl.data.loader import BatchLoader
 from trainctl.data.sets import mnist
@@ -140,7 +140,11 @@ def test_ranks_split_each_global_batch() -> None:
 
 
 def test_digits_and_linreg_need_no_files() -> None:
-    digits = load_dataset(compose([]).config.data)
+    cfg = compose(["data.test_fraction=0.3"]).config.data
+    digits = load_dataset(cfg)
     assert len(digits.train) + len(digits.test) == 1797
+    sizes = prepare_dataset(cfg)  # what the planner sees, without loading the images
+    assert (sizes.train_samples, sizes.test_samples) == (len(digits.train), len(digits.test))
+    assert sizes.spec == digits.spec
     linreg = load_dataset(compose(["conf=linreg"]).config.data)
     assert len(linreg.train) == 10_000 and linreg.train.inputs.shape == (10_000, 1)

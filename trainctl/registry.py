@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,8 +61,19 @@ class Registry(Generic[B]):
         self._discover()
         return sorted(self._entries)
 
+    def _import_named(self, name: str) -> None:
+        """Import the package's module named after the entry, when there is one: asking for one
+        component then loads only its module (fsdp's and pipeline's torch imports cost seconds)."""
+        package = importlib.import_module(self.package)  # a plain module registers on import
+        module = f"{self.package}.{name}"
+        if hasattr(package, "__path__") and name.isidentifier() and importlib.util.find_spec(module):
+            importlib.import_module(module)
+
     def get(self, name: str) -> Entry[B]:
-        self._discover()
+        if name not in self._entries and not self._discovered:
+            self._import_named(name)
+        if name not in self._entries:
+            self._discover()
         try:
             return self._entries[name]
         except KeyError:

@@ -8,7 +8,7 @@ import torch
 
 from trainctl.config.ranges import ranged
 from trainctl.config.schema import DataConfig
-from trainctl.data import DATASETS
+from trainctl.data import DATASETS, DataInfo
 from trainctl.data.types import DataBundle, DataSpec, Normalisation, Split, Task
 
 
@@ -18,7 +18,21 @@ class DigitsConfig(DataConfig):
     split_seed: int = ranged(0, "[0, inf)")  # the train/test split is fixed by this seed, not by trainer.seed
 
 
-@DATASETS.register("digits", DigitsConfig)
+IMAGES = 1_797  # what sklearn's load_digits returns: a fixed set
+SPEC = DataSpec(input_shape=(1, 8, 8), num_outputs=10, task=Task.classification)
+
+
+def held_out(cfg: DigitsConfig) -> int:
+    """How many images the test split holds."""
+    return round(IMAGES * cfg.test_fraction)
+
+
+def digits_info(cfg: DigitsConfig, download: bool) -> DataInfo:
+    """The sizes, known without loading (the planner's process then never imports scikit-learn)."""
+    return DataInfo(SPEC, IMAGES - held_out(cfg), held_out(cfg))
+
+
+@DATASETS.register("digits", DigitsConfig, prepare=digits_info)
 def load_digits(cfg: DigitsConfig) -> DataBundle:
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -26,14 +40,13 @@ def load_digits(cfg: DigitsConfig) -> DataBundle:
     images = torch.from_numpy(pixels).float().div_(16.0).view(-1, 1, 8, 8)
     targets = torch.from_numpy(labels).long()
     order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(cfg.split_seed))
-    n_test = round(len(targets) * cfg.test_fraction)
-    test, train = order[:n_test], order[n_test:]
+    test, train = order[: held_out(cfg)], order[held_out(cfg) :]
     mean, std = images[train].mean(), images[train].std()
     images = (images - mean) / std
     return DataBundle(
         train=Split(images[train], targets[train]),
         test=Split(images[test], targets[test]),
-        spec=DataSpec(input_shape=(1, 8, 8), num_outputs=10, task=Task.classification),
+        spec=SPEC,
         class_names=[str(d) for d in range(10)],
         normalisation=Normalisation(
             "pixel values 0..16, shape (N, 1, 8, 8) (sklearn.datasets.load_digits)",

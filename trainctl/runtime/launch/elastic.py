@@ -120,9 +120,12 @@ def run_elastic(
 
 def prepare_start_method(start_method: str) -> None:
     """With forkserver, the server imports torch and the worker's modules once (no OpenMP work runs
-    at import); each worker then forks from it, restarts included."""
+    at import); each worker then forks from it, restarts included. torch._dynamo is among them: every
+    optimizer imports it on first use, which costs seconds of CPU that each worker would pay again."""
     if start_method == "forkserver":
-        multiprocessing.set_forkserver_preload(["trainctl.runtime.launch.rank", "trainctl.runtime.worker"])
+        multiprocessing.set_forkserver_preload(
+            ["trainctl.runtime.launch.rank", "trainctl.runtime.worker", "torch._dynamo"]
+        )
 
 
 @contextlib.contextmanager
