@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(VENV)/bin/trainctl train
 
+# Two test processes, a test file each at a time (a file's module fixtures are built once).
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 # A few steps of every preset: finite, falling loss; resume and determinism bit for bit (CI runs it).
 # Data sets: $TRAINCTL_DATA_DIR, else ../shared/data.

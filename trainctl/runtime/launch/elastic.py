@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -75,7 +76,6 @@ def run_elastic(
         shutdown_timeout=60,
         logs_specs=DefaultLogsSpecs(log_dir=str(run.logs / "elastic")),
     )
-    prepare_start_method(start_method)
     for name in ("torch.distributed.elastic", "torch.multiprocessing"):  # failures are reported below
         logging.getLogger(name).setLevel(logging.CRITICAL)
     # Ranks on this node: all of them on one node; on several, any of them may be rank 0.
@@ -88,6 +88,7 @@ def run_elastic(
     )
     try:
         with worker_environment(plan), console, deadline, watch, RankView(run.logs, ranks):
+            prepare_start_method(start_method)
             if nnodes > 1:
                 probe_store(rdzv_endpoint, rdzv_timeout, run.logs / "agent.log")
             results = elastic_launch(config, elastic_worker)(plan)
@@ -119,13 +120,26 @@ def run_elastic(
 
 
 def prepare_start_method(start_method: str) -> None:
-    """With forkserver, the server imports torch and the worker's modules once (no OpenMP work runs
-    at import); each worker then forks from it, restarts included. torch._dynamo is among them: every
-    optimizer imports it on first use, which costs seconds of CPU that each worker would pay again."""
-    if start_method == "forkserver":
-        multiprocessing.set_forkserver_preload(
-            ["trainctl.runtime.launch.rank", "trainctl.runtime.worker", "torch._dynamo"]
-        )
+    """With forkserver, start the server now: it imports torch and the worker's modules once (no OpenMP
+    work runs at import), and each worker forks from it, restarts included. torch._dynamo is among them:
+    every optimizer imports it on first use, which costs seconds of CPU that each worker would pay again.
+
+    Call it with stderr sent to the agent's log (ConsoleStderr): the server's stdout goes there too, so
+    it does not hold this command's stdout open while it winds down after the command has exited (a
+    caller reading our output would wait for it)."""
+    if start_method != "forkserver":
+        return
+    multiprocessing.set_forkserver_preload(
+        ["trainctl.runtime.launch.rank", "trainctl.runtime.worker", "torch._dynamo"]
+    )
+    sys.stdout.flush()
+    console_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        os.dup2(console_stdout, 1)
+        os.close(console_stdout)
 
 
 @contextlib.contextmanager
