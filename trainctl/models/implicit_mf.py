@@ -21,7 +21,7 @@ from trainctl.config.schema import ModelConfig
 from trainctl.data.sets.ratings import rating_spec
 from trainctl.data.types import DataSpec, Task
 from trainctl.models import MODELS
-from trainctl.models.mf import ids_state, load_ids_state
+from trainctl.models.mf import factor_args, ids_state, load_ids_state
 
 
 @dataclass
@@ -85,12 +85,4 @@ def build_implicit_mf(cfg: ImplicitMFConfig, spec: DataSpec) -> ImplicitFactoriz
         Task.classification,
         target_fix="use conf=implicit_mf_movielens, or add data.target=item",
     )
-    return ImplicitFactorization(
-        ratings.num_users,
-        ratings.num_items,
-        cfg.factors,
-        init_std=cfg.init_std,
-        reg=cfg.reg,
-        user_ids=ratings.user_ids,
-        item_ids=ratings.item_ids,
-    )
+    return ImplicitFactorization(**factor_args(cfg, ratings))

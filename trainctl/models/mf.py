@@ -11,7 +11,7 @@ from torch import nn
 
 from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
-from trainctl.data.sets.ratings import rating_spec
+from trainctl.data.sets.ratings import RatingSpec, rating_spec
 from trainctl.data.types import DataSpec, Task
 from trainctl.models import MODELS
 
@@ -97,6 +97,19 @@ def ids_to_state(ids: Any) -> torch.Tensor | list[str] | None:
     return torch.from_numpy(ids.astype(np.int64)) if ids.dtype.kind in "iu" else [str(i) for i in ids]
 
 
+def factor_args(cfg: Any, ratings: RatingSpec) -> dict[str, Any]:
+    """What every factor model is built from: the data's sizes and id mappings, the config's factors."""
+    return {
+        "num_users": ratings.num_users,
+        "num_items": ratings.num_items,
+        "factors": cfg.factors,
+        "init_std": cfg.init_std,
+        "reg": cfg.reg,
+        "user_ids": ratings.user_ids,
+        "item_ids": ratings.item_ids,
+    }
+
+
 def ids_state(model: Any) -> dict[str, Any]:
     """A ratings model's user and item id mappings as plain data for its extra state."""
     return {"user_ids": ids_to_state(model.user_ids), "item_ids": ids_to_state(model.item_ids)}
@@ -122,14 +135,8 @@ def build_mf(cfg: MFConfig, spec: DataSpec) -> MatrixFactorization:
         target_fix="use model=implicit_mf for data.target=item (conf=implicit_mf_movielens)",
     )
     return MatrixFactorization(
-        ratings.num_users,
-        ratings.num_items,
-        cfg.factors,
-        init_std=cfg.init_std,
-        reg=cfg.reg,
+        **factor_args(cfg, ratings),
         bias_reg=cfg.bias_reg,
         global_mean=ratings.rating_mean,
         rating_range=(ratings.rating_min, ratings.rating_max),
-        user_ids=ratings.user_ids,
-        item_ids=ratings.item_ids,
     )
