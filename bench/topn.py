@@ -53,7 +53,7 @@ def trainctl_reports(root: Path) -> list[dict[str, Any]]:
             started = time.perf_counter()
             trainctl(["train", f"conf={preset}", f"data.split_seed={SEED}"], env)
             reports.append(
-                json.loads(trainctl(["eval", str((Path(runs) / "latest").resolve()), "--json"], env))
+                json.loads(trainctl(["eval", str((Path(runs) / "latest").resolve()), "--json"], env)[1])
             )
             print(f"  trainctl train conf={preset} + eval --json: {time.perf_counter() - started:.0f} s")
     return reports
