@@ -15,6 +15,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SINGLE = ["launcher.nproc=1", "parallel=none", "trainer.threads=1"]  # in-process, one rank, one thread
 SHARED_DATA = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared" / "data")
+# The files whose tests take longest (`--durations`), collected first: `make test` hands whole files to
+# two processes in collection order, so starting with these lets both end at about the same time.
+LONGEST_FILES = [
+    "test_distributed.py",
+    "test_readme.py",
+    "test_runtime.py",
+    "test_text.py",
+    "test_train.py",
+    "test_export.py",
+    "test_distill.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first; every file keeps its own order (the sort is stable)."""
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(autouse=True)
