@@ -66,6 +66,29 @@ def test_two_workers_with_two_threads_each_finish(tiny_mnist_module: Path, tmp_p
         assert rank_start_lines(run, rank)[0].endswith("threads 2")
 
 
+def test_once_trainctl_exits_no_process_it_started_holds_its_output(tmp_path: Path) -> None:
+    """A caller reading trainctl's output (a test, CI, a script) gets end-of-file when trainctl exits:
+    the forkserver that outlives it by a moment writes to the agent's log, not to our pipes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainctl", "train", "trainer.epochs=1"],
+        cwd=REPO,
+        env={**os.environ, "TRAINCTL_RUNS_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.wait(timeout=BOUND_S) == 0  # the output is a few kB: it fits in the pipes
+    for pipe in (proc.stdout, proc.stderr):
+        assert pipe is not None
+        os.set_blocking(pipe.fileno(), False)
+        while True:
+            try:
+                chunk = os.read(pipe.fileno(), 65536)
+            except BlockingIOError:
+                pytest.fail("a process that trainctl started still holds its output open")
+            if not chunk:
+                break  # end of file: no writer is left
+
+
 def test_one_worker_with_restarts_finishes(tiny_mnist_module: Path, tmp_path: Path) -> None:
     ok(
         train_tiny(
