@@ -354,7 +354,9 @@ def configs_cp(
 
 
 # ---------------------------------------------------------------- runs, reports, sweeps, smoke
-runs_app = typer.Typer(help="List runs. Example: trainctl runs ls --preset mlp_mnist", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="List, compare and sync runs. Example: trainctl runs ls --preset mlp_mnist", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
 
@@ -377,6 +379,21 @@ def runs_ls(
     from trainctl.runs.run_dir import default_runs_root
 
     list_runs(root or default_runs_root(), preset, Console(), as_json=as_json)
+
+
+@runs_app.command("diff")
+@user_errors
+def runs_diff(
+    first: str = typer.Argument(..., help="Run A: RUN_DIR, 'latest' or an id.", autocompletion=complete_run),
+    second: str = typer.Argument(..., help="Run B: RUN_DIR, 'latest' or an id.", autocompletion=complete_run),
+    as_json: bool = typer.Option(False, "--json", help="Print every difference as JSON."),
+    plot: Path | None = typer.Option(None, "--plot", help="Draw both runs' loss curves into this PNG."),
+) -> None:
+    """What differs between two runs: config, code, environment, hardware, data and results.
+    Example: trainctl runs diff runs/mlp_digits/A latest"""
+    from trainctl.cli.runs_diff import runs_diff as diff_runs
+
+    print(diff_runs(first, second, as_json=as_json, plot_file=plot))
 
 
 @app.command()

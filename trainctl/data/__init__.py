@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainctl.registry import Registry
@@ -40,3 +42,25 @@ def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
 def load_dataset(cfg: DataConfig) -> DataBundle:
     """Load the data set that `cfg.name` names, as tensors."""
     return DATASETS.get(cfg.name).build(cfg)
+
+
+def data_paths(cfg: DataConfig) -> list[Path]:
+    """The files and folders the data set reads, for the run's record: its `files(cfg)` hook, else the
+    paths its config names (`path`, `*_file`, `*_path`, `*_dir` under `root` and `folder`), else `root`."""
+    files = DATASETS.get(cfg.name).hooks.get("files")
+    if files is not None:
+        return [Path(p) for p in files(cfg)]
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    root = values.get("root")
+    base = Path(str(root)).expanduser() if isinstance(root, str) else None
+    if base is not None and isinstance(values.get("folder"), str):
+        base = base / values["folder"]
+    named = [
+        Path(value).expanduser()
+        for key, value in values.items()
+        if isinstance(value, str) and value and key != "cache_dir"
+        and (key == "path" or key.endswith(("_file", "_path", "_dir")))
+    ]
+    if named:
+        return [path if path.is_absolute() or base is None else base / path for path in named]
+    return [base] if base is not None else []

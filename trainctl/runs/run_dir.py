@@ -130,8 +130,11 @@ def point_latest(root: Path, path: Path) -> None:
 
 
 def resolve_run(arg: str, root: Path) -> RunDir:
-    """A run directory from a path or `latest` (under `root`); a TrainctlError when it is none."""
+    """A run directory from a path, `latest` or an id (`<preset>/<run>`, under `root`); a TrainctlError when
+    it is none."""
     path = root / LATEST if arg == LATEST else Path(arg)
+    if not (path / "config.yaml").is_file() and (root / arg / "config.yaml").is_file():
+        path = root / arg  # an id, as `runs ls` prints it
     if arg == LATEST and not path.exists():
         raise TrainctlError(f"no runs yet under {root}", fix="train one first, or give a run directory")
     path = path.resolve()

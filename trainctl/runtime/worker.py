@@ -89,9 +89,12 @@ def default_sinks(
     from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
     from trainctl.observe.heartbeat import Heartbeat
     from trainctl.observe.loggers import logger_sinks
+    from trainctl.data import data_paths
     from trainctl.observe.run_files import RunFiles
+    from trainctl.runs.record import keep_record
 
     def run_files() -> list[Sink]:
+        keep_record(run, plan, data_paths(plan.config.data))  # once: code, environment, hardware, data
         return [
             JsonlMetrics(run.metrics_file),
             TextLog(run.log_file),

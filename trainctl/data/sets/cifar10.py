@@ -136,14 +136,25 @@ class BatchSource:
         return self.members[name]
 
 
-def locate(cfg: CIFAR10Config) -> BatchSource:
-    """The batches under data.root: the extracted folder if present, else the archive (downloaded)."""
-    root = Path(cfg.root)
+def extracted_folder(root: Path) -> Path | None:
+    """The folder of extracted batches under data.root (or data.root itself), if there is one."""
     for folder in (root / FOLDER, root):
         if (folder / "test_batch").is_file() and train_batch_names([p.name for p in folder.iterdir()]):
-            return BatchSource(folder, None)
-    paths = ensure_files("CIFAR-10", root, {ARCHIVE: ARCHIVE_MD5}, cfg.mirrors, cfg.download)
+            return folder
+    return None
+
+
+def locate(cfg: CIFAR10Config) -> BatchSource:
+    """The batches under data.root: the extracted folder if present, else the archive (downloaded)."""
+    folder = extracted_folder(Path(cfg.root))
+    if folder is not None:
+        return BatchSource(folder, None)
+    paths = ensure_files("CIFAR-10", Path(cfg.root), {ARCHIVE: ARCHIVE_MD5}, cfg.mirrors, cfg.download)
     return BatchSource(None, paths[ARCHIVE])
+
+
+def cifar10_files(cfg: CIFAR10Config) -> list[Path]:
+    return [extracted_folder(Path(cfg.root)) or Path(cfg.root) / ARCHIVE]
 
 
 def class_names(source: BatchSource) -> list[str]:
@@ -163,7 +174,7 @@ def read_split(source: BatchSource, names: list[str], num_classes: int) -> tuple
     return images, labels
 
 
-@DATASETS.register("cifar10", CIFAR10Config)
+@DATASETS.register("cifar10", CIFAR10Config, files=cifar10_files)
 def load_cifar10(cfg: CIFAR10Config) -> DataBundle:
     source = locate(cfg)
     names = class_names(source)

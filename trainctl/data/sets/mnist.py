@@ -70,7 +70,11 @@ def prepare_mnist(cfg: MNISTConfig, download: bool) -> DataInfo:
     return DataInfo(SPEC, len(read_idx(paths[names[1]], 2049)), len(read_idx(paths[names[3]], 2049)))
 
 
-@DATASETS.register("mnist", MNISTConfig, prepare=prepare_mnist)
+def mnist_files(cfg: MNISTConfig) -> list[Path]:
+    return [mnist_folder(Path(cfg.root)) / name for name in FILES]
+
+
+@DATASETS.register("mnist", MNISTConfig, prepare=prepare_mnist, files=mnist_files)
 def load_mnist(cfg: MNISTConfig) -> DataBundle:
     folder = mnist_folder(Path(cfg.root))
     paths = ensure_files("MNIST", folder, FILES, cfg.mirrors, cfg.download)
