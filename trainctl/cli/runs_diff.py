@@ -34,8 +34,10 @@ def parting_line(parting: Parting | None, compared: int) -> str:
     if parting is None:
         return f"  curves: identical (bit for bit) over {compared} metric records"
     if parting.field in ("records", "step"):
-        return f"  curves: the same for {compared} records; they part at step {parting.step} ({parting.kind}: " \
+        return (
+            f"  curves: the same for {compared} records; they part at step {parting.step} ({parting.kind}: "
             f"{shown(parting.a)} vs {shown(parting.b)} {parting.field})"
+        )
     size = f", |difference| {parting.size:.3g}" if parting.size is not None else ""
     rel = f" ({parting.relative:.2e} relative)" if parting.relative is not None else ""
     return (
@@ -61,8 +63,10 @@ def text_report(diff: RunsDiff) -> str:
     """The diff for people: each section with its changes (A's value -> B's), then the results."""
     lines = [f"A: {diff.a.path}", f"B: {diff.b.path}"]
     for path in diff.missing_record:
-        lines.append(f"note: no record in {path} (trained before records were kept): code, environment, "
-                     "hardware and data cannot be compared")
+        lines.append(
+            f"note: no record in {path} (trained before records were kept): code, environment, "
+            "hardware and data cannot be compared"
+        )
     for section in SECTIONS:
         found = diff.sections.get(section, [])
         lines.append(f"{section}: {len(found)} difference(s)" if found else f"{section}: no difference")

@@ -95,7 +95,11 @@ def package_changes(a: RunDir, b: RunDir, env_a: dict[str, Any], env_b: dict[str
     listed_a, listed_b = read_packages(a), read_packages(b)
     if not listed_a or not listed_b:  # no list to compare: the hashes say whether they differ
         same = env_a.get("packages_sha256") == env_b.get("packages_sha256")
-        return [] if same else [Change("packages_sha256", env_a.get("packages_sha256"), env_b.get("packages_sha256"))]
+        return (
+            []
+            if same
+            else [Change("packages_sha256", env_a.get("packages_sha256"), env_b.get("packages_sha256"))]
+        )
 
     def versions(lines: list[str]) -> dict[str, str]:
         return dict(line.partition("==")[::2] for line in lines if "==" in line)
@@ -135,8 +139,11 @@ def evaluation_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, flo
     evals = [r for r in records if r.get("kind") == "eval" and r.get("split", "test") == "test"]
     if not evals:
         return {}
-    metrics = [k for k, v in evals[-1].items() if isinstance(v, int | float) and k not in
-               ("step", "epoch", "seconds", "rank", "time")]
+    metrics = [
+        k
+        for k, v in evals[-1].items()
+        if isinstance(v, int | float) and k not in ("step", "epoch", "seconds", "rank", "time")
+    ]
     summary = {}
     for name in metrics:
         values = [float(r[name]) for r in evals if isinstance(r.get(name), int | float)]
@@ -152,8 +159,11 @@ def metric_stream(records: list[dict[str, Any]]) -> list[tuple[int, str, dict[st
         if r.get("kind") == "train":
             stream.append((int(r["step"]), "train", {k: r[k] for k in CURVE_FIELDS if k in r}))
         elif r.get("kind") == "eval":
-            values = {k: v for k, v in r.items() if isinstance(v, int | float) and k not in
-                      ("step", "epoch", "seconds", "rank", "time")}
+            values = {
+                k: v
+                for k, v in r.items()
+                if isinstance(v, int | float) and k not in ("step", "epoch", "seconds", "rank", "time")
+            }
             stream.append((int(r["step"]), f"eval {r.get('split', 'test')}", values))
     return stream
 
@@ -164,7 +174,9 @@ def first_parting(
     """The first record where the two runs' metrics differ by more than `tolerance` (relative), and how
     many records were compared; a run that logged fewer records parts where it ends."""
     stream_a, stream_b = metric_stream(a), metric_stream(b)
-    for index, ((step_a, kind_a, va), (step_b, kind_b, vb)) in enumerate(zip(stream_a, stream_b, strict=False)):
+    for index, ((step_a, kind_a, va), (step_b, kind_b, vb)) in enumerate(
+        zip(stream_a, stream_b, strict=False)
+    ):
         if (step_a, kind_a) != (step_b, kind_b):
             return Parting(min(step_a, step_b), f"{kind_a} / {kind_b}", "step", step_a, step_b), index
         for name in sorted(set(va) | set(vb)):

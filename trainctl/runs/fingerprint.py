@@ -63,7 +63,9 @@ class HashCache:
         if self.db is None:
             return None
         try:
-            row = self.db.execute("SELECT size, mtime_ns, sha256 FROM hashes WHERE path = ?", (key[0],)).fetchone()
+            row = self.db.execute(
+                "SELECT size, mtime_ns, sha256 FROM hashes WHERE path = ?", (key[0],)
+            ).fetchone()
         except sqlite3.Error:
             return None
         return str(row[2]) if row is not None and (row[0], row[1]) == key[1:] else None
@@ -71,9 +73,8 @@ class HashCache:
     def store(self, key: tuple[str, int, int], sha: str) -> None:
         if self.db is None:
             return
-        with contextlib.suppress(sqlite3.Error):
-            with self.db:
-                self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (*key, sha))
+        with contextlib.suppress(sqlite3.Error), self.db:
+            self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (*key, sha))
 
     def close(self) -> None:
         if self.db is not None:
@@ -120,7 +121,8 @@ def fingerprint(path: Path, cache: HashCache) -> dict[str, Any]:
     }
     if not complete:
         record["reason"] = (
-            f"partial: {len(listing):,} files, {total / 2**20:,.0f} MiB (over {FOLDER_FILES_LIMIT:,} files or "
+            f"partial: {len(listing):,} files, {total / 2**20:,.0f} MiB "
+            f"(over {FOLDER_FILES_LIMIT:,} files or "
             f"{FOLDER_BYTES_LIMIT >> 20} MiB); contents of {len(hashed)} files hashed (every {every}th by "
             "name), names and sizes of all"
         )

@@ -31,7 +31,7 @@ RESULT_ENV = (
 
 
 def installed_packages() -> list[str]:
-    """Every installed distribution as `name==version`, sorted by name (one per name: the first on the path)."""
+    """Every installed distribution as `name==version`, sorted by name (the first of a name on the path)."""
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").strip()

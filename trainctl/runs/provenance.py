@@ -48,8 +48,12 @@ def module_file(target: str) -> Path | None:
     folders = list(spec.submodule_search_locations or [])
     for part in parts[1:]:
         step = next(
-            (c for folder in folders for c in (Path(folder) / f"{part}.py", Path(folder) / part / "__init__.py")
-             if c.is_file()),
+            (
+                c
+                for folder in folders
+                for c in (Path(folder) / f"{part}.py", Path(folder) / part / "__init__.py")
+                if c.is_file()
+            ),
             None,
         )
         if step is None:

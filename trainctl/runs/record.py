@@ -66,7 +66,10 @@ def build_record(plan: Plan, data_paths: list[Path]) -> tuple[dict[str, Any], li
     record = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "code": {
-            "trainctl": {"version": versions.get("trainctl_version"), "commit": versions.get("trainctl_commit")},
+            "trainctl": {
+                "version": versions.get("trainctl_version"),
+                "commit": versions.get("trainctl_commit"),
+            },
             **code,
         },
         "environment": environment(packages, plan.config.trainer.seed),

@@ -85,11 +85,11 @@ def default_sinks(
     """Rank 0 writes metrics.jsonl, train.log, the run's heartbeat and the configured loggers, opened
     when the run starts (RunFiles), and prints in a one-process run; a launched rank also keeps
     logs/rank<N>.events.jsonl, which the parent's live view reads, and logs/rank<N>.log."""
+    from trainctl.data import data_paths
     from trainctl.observe.console import ConsoleView
     from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
     from trainctl.observe.heartbeat import Heartbeat
     from trainctl.observe.loggers import logger_sinks
-    from trainctl.data import data_paths
     from trainctl.observe.run_files import RunFiles
     from trainctl.runs.record import keep_record
 
