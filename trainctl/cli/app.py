@@ -111,10 +111,24 @@ def train(
         None, "--resume", help="Continue a run: RUN_DIR or 'latest'.", autocompletion=complete_run
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop; nothing is written."),
+    reproduce: str | None = typer.Option(
+        None,
+        "--reproduce",
+        help="Train RUN's saved config again as a new run and compare: exit 0 when the metrics are "
+        "identical (or within --tolerance), 1 otherwise.",
+        autocompletion=complete_run,
+    ),
+    tolerance: float = typer.Option(
+        0.0, "--tolerance", min=0.0, help="--reproduce: the relative difference still counted as reproduced."
+    ),
 ) -> None:
     """Train a model. Example: trainctl train conf=mlp_mnist model.hidden=[512,256] trainer.epochs=5"""
     from trainctl.cli.train import train as run_train
 
+    if reproduce is not None:
+        from trainctl.cli.train import reproduce_run
+
+        raise typer.Exit(reproduce_run(reproduce, overrides or [], tolerance))
     run_train(overrides or [], config_file=config, resume=resume, dry_run=dry_run)
 
 

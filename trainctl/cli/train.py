@@ -28,3 +28,12 @@ def train(
         show_note(note)
     print_plan(job.plan, job.launcher.describe(job.plan))
     return {}
+
+
+def reproduce_run(target: str, overrides: Sequence[str], tolerance: float) -> int:
+    """`train --reproduce RUN`: the new run, then the verdict; the exit code (0 reproduced, 1 not)."""
+    from trainctl.workflows.reproduce import reproduce
+
+    result = reproduce(target, overrides, tolerance=tolerance, on_note=show_note)
+    print("\n".join(result.lines()))
+    return 0 if result.ok else 1
