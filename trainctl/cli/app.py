@@ -410,6 +410,23 @@ def runs_diff(
     print(diff_runs(first, second, as_json=as_json, plot_file=plot))
 
 
+@runs_app.command("sync")
+@user_errors
+def runs_sync(
+    run: str = typer.Argument(..., help="RUN_DIR, 'latest' or an id.", autocompletion=complete_run),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="The MLflow store (default: the run's own, else its config's)."
+    ),
+) -> None:
+    """Upload a run to MLflow: params, metrics it lacks, artifacts. Example: trainctl runs sync latest"""
+    from trainctl.observe.mlflow_sink import sync_run
+    from trainctl.runs.run_dir import default_runs_root, resolve_run
+
+    entry = sync_run(resolve_run(run, default_runs_root()), tracking_uri)
+    sent = entry["metrics_sent"]
+    print(f"synced to {entry['tracking_uri']}: MLflow run {entry['run_id']} ({sent} metric values sent)")
+
+
 @app.command()
 @user_errors
 def report(

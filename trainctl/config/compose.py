@@ -18,6 +18,7 @@ from trainctl.errors import TrainctlError, suggestion
 
 GROUP_ALIASES = {"conf": "preset"}  # `conf=NAME` picks a preset
 KEY_ALIASES = {"dataset": "data"}  # `dataset.root=X` is `data.root=X`
+# `logger.mlflow.KEY=X` is `mlflow.KEY=X`: a logger's options are the section named after it
 FILE_PRESET = "__effective__"  # the preset as applied, stored in Hydra's ConfigStore
 
 
@@ -107,7 +108,7 @@ def parse_overrides(args: Sequence[str]) -> ParsedOverrides:
             parsed.groups.append((group, str(value)))
             parsed.texts.append(f"{group}={value}")
             continue
-        key = f"{KEY_ALIASES.get(head, head)}{dot}{rest}"
+        key = rest if head == "logger" and dot else f"{KEY_ALIASES.get(head, head)}{dot}{rest}"
         parsed.values.append((key, value, text))
         parsed.texts.append(f"{key}={override.get_value_element_as_str()}")
     return parsed

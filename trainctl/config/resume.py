@@ -20,6 +20,7 @@ MAY_CHANGE = (
     "trainer.profile",
     "trainer.threads",
     "logger",
+    "mlflow.",
     "launcher.max_restarts",
     "launcher.start_method",
     "launcher.rdzv_endpoint",

@@ -102,6 +102,7 @@ class Logger(str, Enum):
 
     jsonl = "jsonl"
     tensorboard = "tensorboard"
+    mlflow = "mlflow"  # options in the `mlflow` section (`logger.mlflow.KEY` is accepted as `mlflow.KEY`)
 
 
 @dataclass
@@ -171,6 +172,17 @@ class RunConfig:
 
 
 @dataclass
+class MlflowConfig:
+    """`logger=mlflow`: where the run goes in MLflow and what is uploaded besides params and metrics."""
+
+    tracking_uri: str | None = None  # null: a local store, sqlite:///<run.root>/mlflow/mlflow.db
+    experiment: str | None = None  # null: the preset's name
+    log_checkpoints: bool = False  # also upload checkpoints/ (large); the record and config always go
+    # how long the run's end waits for uploads still queued (the rest: `trainctl runs sync RUN`)
+    timeout_s: float = ranged(10.0, "(0, inf)")
+
+
+@dataclass
 class Config:
     """One validated, resolved experiment: what every later stage receives."""
 
@@ -186,3 +198,4 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)
     logger: list[Logger] = field(default_factory=lambda: [Logger.jsonl])
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from trainctl.config.ranges import check_ranges
-from trainctl.config.schema import Config, DistillConfig, RunConfig, TrainerConfig
+from trainctl.config.schema import Config, DistillConfig, MlflowConfig, RunConfig, TrainerConfig
 from trainctl.errors import TrainctlError, suggestion
 
 # Sections chosen from a registry by their `name` field: section -> "module:REGISTRY".
@@ -23,7 +23,12 @@ REGISTRY_SECTIONS: dict[str, str] = {
     "compress": "trainctl.compress:PASSES",
     "launcher": "trainctl.runtime.launch:LAUNCHERS",
 }
-FIXED_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "run": RunConfig, "distill": DistillConfig}
+FIXED_SECTIONS: dict[str, type] = {
+    "trainer": TrainerConfig,
+    "run": RunConfig,
+    "distill": DistillConfig,
+    "mlflow": MlflowConfig,
+}
 VALUES = ("preset", "recipe", "logger")  # top-level values that are not sections
 TOP_LEVEL = [f.name for f in dataclasses.fields(Config)]
 

@@ -15,10 +15,17 @@ def tensorboard(run: RunDir) -> Sink:
     return TensorBoardSink(run)
 
 
+def mlflow(run: RunDir) -> Sink:
+    from trainctl.observe.mlflow_sink import MlflowSink
+
+    return MlflowSink(run)
+
+
 # metrics.jsonl is always written (reports, sweeps and `runs ls` read it), so `jsonl` adds nothing.
 LOGGERS: dict[Logger, Callable[[RunDir], Sink] | None] = {
     Logger.jsonl: None,
     Logger.tensorboard: tensorboard,
+    Logger.mlflow: mlflow,
 }
 
 
