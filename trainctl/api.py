@@ -399,6 +399,11 @@ def open_run(
         note(running)
     state = load_checkpoint(checkpoint, note=note)
     cfg = compose(overrides, base=OmegaConf.create(state["config"])).config
+    if run is not None and note is not None:
+        from trainctl.runs.record import changed_code
+
+        for line in changed_code(run):  # user components edited since the run
+            note(line)
     return OpenedRun(run, checkpoint, state, cfg)
 
 

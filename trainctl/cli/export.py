@@ -8,11 +8,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from trainctl.api import open_run
+from trainctl.cli.notes import note as show_note
 from trainctl.export.job import export_run
 
 
 def export_command(target: str, fmt: str, out: Path | None, tag: str) -> None:
-    result = export_run(open_run(target, tag=tag), fmt, out=out, tag=tag)
+    result = export_run(open_run(target, tag=tag, note=show_note), fmt, out=out, tag=tag)
     console = Console(soft_wrap=True)
     console.print(f"exported {fmt} to {escape(str(result.folder))}")
     for name in result.files:

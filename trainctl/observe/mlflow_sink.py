@@ -9,6 +9,7 @@ import queue
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -122,3 +123,32 @@ def sync_run(run: RunDir, uri: str | None = None) -> dict[str, Any]:
     }
     run.update_meta(mlflow=entry)
     return entry | {"metrics_sent": sent}
+
+
+def sweep_parent(tree: dict[str, Any], folder: Path) -> dict[str, str]:
+    """For a sweep whose jobs log to MLflow: the environment that makes them children of one parent run
+    (kept in the sweep's folder, so a sweep run again keeps its parent); {} when the store is unreachable
+    (the jobs warn and keep their metrics for `runs sync`)."""
+    marker = folder / "mlflow-parent.txt"
+    uri = tracking_uri(tree)
+    reason = unreachable(uri)
+    if reason is not None:
+        return {}
+    try:
+        known = marker.read_text().strip() if marker.is_file() else None
+        parent = MlflowStore(uri).parent_run(tree, folder, known)
+    except Exception as exc:
+        print(f"warning: MLflow ({uri}): no parent run for the sweep: {exc}", file=sys.stderr)
+        return {}
+    marker.write_text(parent + "\n")
+    return {PARENT_ENV: parent}
+
+
+def end_sweep_parent(tree: dict[str, Any], env: dict[str, str], status: str) -> None:
+    """Mark a sweep's parent run as ended once its jobs have run (a failure here is only a warning)."""
+    if PARENT_ENV not in env:
+        return
+    try:
+        MlflowStore(tracking_uri(tree)).finish(env[PARENT_ENV], status)
+    except Exception as exc:
+        print(f"warning: MLflow: the sweep's parent run was not marked {status}: {exc}", file=sys.stderr)

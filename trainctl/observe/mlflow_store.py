@@ -128,6 +128,15 @@ class MlflowStore:
             self.client.log_batch(run_id, params=params[start : start + 100])
         return run_id
 
+    def parent_run(self, tree: dict[str, Any], folder: Path, known: str | None) -> str:
+        """The run a sweep's jobs hang under (their `mlflow.parentRunId`): `known` when the store has
+        it (the sweep run again), else a new one named after the sweep's folder."""
+        if known and self.exists(known):
+            return known
+        name = str((tree.get("mlflow") or {}).get("experiment") or tree.get("preset") or "trainctl")
+        tags = {"mlflow.runName": f"sweep {folder.name}", "trainctl.sweep_dir": str(folder)}
+        return str(self.client.create_run(self.experiment(name, folder.parent), tags=tags).info.run_id)
+
     def exists(self, run_id: str) -> bool:
         try:
             self.client.get_run(run_id)

@@ -94,3 +94,25 @@ def keep_record(run: RunDir, plan: Plan, data_paths: list[Path]) -> None:
     record["environment"]["sha256"] = env_hash
     write_atomic(record_file(run), (json.dumps(record, indent=2) + "\n").encode())
     run.update_meta(packages_sha256=record["environment"]["packages_sha256"], environment_sha256=env_hash)
+
+
+def changed_code(run: RunDir) -> list[str]:
+    """A line for each user component whose module file differs now from the one the run recorded."""
+    import hashlib
+
+    from trainctl.runs.provenance import module_file
+
+    lines = []
+    for key, entry in sorted((read_record(run).get("code", {}).get("components") or {}).items()):
+        if not entry.get("sha256"):
+            continue
+        now = module_file(str(entry.get("target", "")))
+        current = hashlib.sha256(now.read_bytes()).hexdigest() if now is not None and now.is_file() else None
+        if current != entry["sha256"]:
+            where = str(now) if now is not None else "(not found now)"
+            lines.append(
+                f"{key}._target_ {entry.get('target')}: its source {where} changed since the run was "
+                f"trained (sha256 {entry['sha256'][:12]} then, {(current or 'none')[:12]} now); the model is "
+                "built from today's code"
+            )
+    return lines

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from rich.markup import escape
 
 from trainctl.config.compose import compose
+from trainctl.config.schema import Logger
 from trainctl.errors import RunFailed
+from trainctl.observe.mlflow_sink import end_sweep_parent, sweep_parent
 from trainctl.runs.run_dir import RunDir, default_runs_root
 from trainctl.runs.summaries import RunSummary, format_metric, read_metrics, summarize
 from trainctl.workflows.sweep_grid import Job, expand, sweep_dir, sweep_name
@@ -52,10 +55,10 @@ def threads_for(todo: list[Job], parallel: int, nproc: dict[Job, int]) -> list[s
     return [f"trainer.threads={max(1, (os.cpu_count() or 1) // workers)}"]
 
 
-def train_job(job: Job, path: Path, extra: list[str]) -> int:
+def train_job(job: Job, path: Path, extra: list[str], env_extra: dict[str, str] | None = None) -> int:
     """One job as `trainctl train` in a child process writing into `path` (resuming if interrupted)."""
     path.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TRAINCTL_RUN_DIR": str(path)}
+    env = {**os.environ, **(env_extra or {}), "TRAINCTL_RUN_DIR": str(path)}
     with (path / "sweep-job.log").open("a") as log:
         process = subprocess.run(
             [sys.executable, "-m", "trainctl", "train", *job.overrides, *extra],
@@ -92,8 +95,12 @@ def run_sweep(
     """Run the jobs not finished yet, `parallel` at a time; every job's result, in grid order."""
     jobs = expand(args)
     # every job's config must compose before anything runs
-    nproc = {job: getattr(compose(list(job.overrides)).config.launcher, "nproc", 1) for job in jobs}
+    composed = {job: compose(list(job.overrides)) for job in jobs}
+    nproc = {job: getattr(composed[job].config.launcher, "nproc", 1) for job in jobs}
     folder, todo = prepare(args, jobs, name)
+    logging = [composed[job] for job in todo if Logger.mlflow in composed[job].config.logger]
+    tree = OmegaConf.to_container(logging[0].tree, resolve=True) if logging else {}
+    parent = sweep_parent(tree, folder) if logging else {}
     say(
         f"sweep {folder}: {len(jobs)} job(s), {len(jobs) - len(todo)} finished before, "
         f"{len(todo)} to run, {parallel} at a time"
@@ -104,7 +111,7 @@ def run_sweep(
 
     def launch(job: Job) -> None:
         started = time.perf_counter()
-        code = train_job(job, folder / job.dirname, extra)
+        code = train_job(job, folder / job.dirname, extra, parent)
         result = summarize(folder / job.dirname)
         with lock:
             done[0] += 1
@@ -119,7 +126,9 @@ def run_sweep(
             list(pool.map(launch, todo))
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)
+            end_sweep_parent(tree, parent, "interrupted")
             raise
+    end_sweep_parent(tree, parent, "finished")
     return [
         JobResult(job, folder / job.dirname, summarize(folder / job.dirname), job in todo) for job in jobs
     ]
