@@ -30,20 +30,24 @@ def change_lines(changes: list[Change]) -> list[str]:
     return lines
 
 
-def parting_line(parting: Parting | None, compared: int) -> str:
-    if parting is None:
-        return f"  curves: identical (bit for bit) over {compared} metric records"
+def parting_text(parting: Parting) -> str:
     if parting.field in ("records", "step"):
-        return (
-            f"  curves: the same for {compared} records; they part at step {parting.step} ({parting.kind}: "
-            f"{shown(parting.a)} vs {shown(parting.b)} {parting.field})"
-        )
+        return f"step {parting.step}: {parting.kind} records {shown(parting.a)} vs {shown(parting.b)}"
     size = f", |difference| {parting.size:.3g}" if parting.size is not None else ""
     rel = f" ({parting.relative:.2e} relative)" if parting.relative is not None else ""
-    return (
-        f"  curves part at step {parting.step}: {parting.kind} {parting.field} {shown(parting.a)} vs "
-        f"{shown(parting.b)}{size}{rel}"
-    )
+    values = f"{shown(parting.a)} vs {shown(parting.b)}"
+    return f"step {parting.step}: {parting.kind} {parting.field} {values}{size}{rel}"
+
+
+def parting_lines(diff: RunsDiff) -> list[str]:
+    """Where the loss curves part, and the first difference of any metric when it comes earlier."""
+    if diff.parting is None:
+        return [f"  curves: identical (bit for bit) over {diff.compared_records} metric records"]
+    loss = diff.loss_parting
+    lines = [f"  loss curves part at {parting_text(loss)}" if loss else "  loss curves: identical"]
+    if loss is None or (diff.parting.step, diff.parting.field) != (loss.step, loss.field):
+        lines.append(f"  first difference of any metric at {parting_text(diff.parting)}")
+    return lines
 
 
 def result_lines(diff: RunsDiff) -> list[str]:
@@ -56,7 +60,7 @@ def result_lines(diff: RunsDiff) -> list[str]:
             text_b = metric_value(name, vb, ".6g") if vb is not None else "-"
             mark = "" if va == vb else "  *"
             lines.append(f"  {which} test {name}: {text_a} -> {text_b}{mark}")
-    return [*lines, parting_line(diff.parting, diff.compared_records)]
+    return [*lines, *parting_lines(diff)]
 
 
 def text_report(diff: RunsDiff) -> str:
@@ -86,8 +90,8 @@ def plot(diff: RunsDiff, path: Path) -> Path:
     for run, name in zip(runs, ("A", "B"), strict=True):
         run.label = f"{name}: {run.label}"
     loss = figures(runs)[0]
-    if diff.parting is not None:
-        loss.marks.append((diff.parting.step, f"curves part (step {diff.parting.step})"))
+    if diff.loss_parting is not None:
+        loss.marks.append((diff.loss_parting.step, f"loss curves part (step {diff.loss_parting.step})"))
     return draw(loss, path)
 
 

@@ -16,7 +16,7 @@ from trainctl.runs.run_dir import RunDir
 from trainctl.runs.summaries import read_metrics
 
 SECTIONS = ("config", "code", "environment", "hardware", "data")
-# Fields of a record that name or time the run, or that follow from others compared on their own
+# Top-level fields of a record section that time the run or follow from others compared on their own
 NOT_COMPARED = {"created", "sha256", "packages", "packages_sha256", "executable"}
 CURVE_FIELDS = ("loss", "lr")  # the train records' fields that must match for curves to be the same
 
@@ -63,21 +63,33 @@ class RunsDiff:
     b: RunDir
     sections: dict[str, list[Change]] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
-    parting: Parting | None = None
+    parting: Parting | None = None  # the first difference of any metric
+    loss_parting: Parting | None = None  # the first step where the loss curves part
     compared_records: int = 0  # metric records compared before the first difference (or all of them)
     missing_record: list[str] = field(default_factory=list)  # runs without a record
 
     def as_dict(self) -> dict[str, Any]:
-        parting = None
-        if self.parting is not None:
-            parting = {**self.parting.__dict__, "size": self.parting.size, "relative": self.parting.relative}
+        def plain(part: Parting | None) -> dict[str, Any] | None:
+            return None if part is None else {**part.__dict__, "size": part.size, "relative": part.relative}
+
         return {
             "a": str(self.a.path),
             "b": str(self.b.path),
             **{name: [c.as_dict() for c in changes] for name, changes in self.sections.items()},
-            "results": {**self.results, "parting": parting, "compared_records": self.compared_records},
+            "results": {
+                **self.results,
+                "parting": plain(self.parting),
+                "loss_parting": plain(self.loss_parting),
+                "compared_records": self.compared_records,
+            },
             "missing_record": self.missing_record,
         }
+
+
+def is_location(key: str) -> bool:
+    """trainctl's folder variables (TRAINCTL_RUNS_DIR, TRAINCTL_RUN_DIR, ...): where files go, not what the
+    run computes (the data's own fingerprints say whether its files are the same)."""
+    return key.startswith("env.TRAINCTL_") and key.endswith("_DIR")
 
 
 def changes(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[Change]:
@@ -86,7 +98,7 @@ def changes(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[Chan
     return [
         Change(key, flat_a.get(key), flat_b.get(key))
         for key in sorted(set(flat_a) | set(flat_b))
-        if key.rsplit(".", 1)[-1] not in NOT_COMPARED and flat_a.get(key) != flat_b.get(key)
+        if key not in NOT_COMPARED and not is_location(key) and flat_a.get(key) != flat_b.get(key)
     ]
 
 
@@ -169,11 +181,14 @@ def metric_stream(records: list[dict[str, Any]]) -> list[tuple[int, str, dict[st
 
 
 def first_parting(
-    a: list[dict[str, Any]], b: list[dict[str, Any]], tolerance: float = 0.0
+    a: list[dict[str, Any]], b: list[dict[str, Any]], tolerance: float = 0.0, only: str | None = None
 ) -> tuple[Parting | None, int]:
-    """The first record where the two runs' metrics differ by more than `tolerance` (relative), and how
-    many records were compared; a run that logged fewer records parts where it ends."""
+    """The first record where the two runs' metrics (`only` that one) differ by more than `tolerance`
+    (relative), and how many records were compared; a run that logged fewer records parts where it ends."""
     stream_a, stream_b = metric_stream(a), metric_stream(b)
+    if only is not None:
+        stream_a = [(s, k, {only: v[only]}) for s, k, v in stream_a if only in v]
+        stream_b = [(s, k, {only: v[only]}) for s, k, v in stream_b if only in v]
     for index, ((step_a, kind_a, va), (step_b, kind_b, vb)) in enumerate(
         zip(stream_a, stream_b, strict=False)
     ):
@@ -210,6 +225,7 @@ def compare(a: RunDir, b: RunDir, tolerance: float = 0.0) -> RunsDiff:
     metrics_a, metrics_b = read_metrics(a.metrics_file), read_metrics(b.metrics_file)
     diff.results = {"a": evaluation_summary(metrics_a), "b": evaluation_summary(metrics_b)}
     diff.parting, diff.compared_records = first_parting(metrics_a, metrics_b, tolerance)
+    diff.loss_parting = first_parting(metrics_a, metrics_b, tolerance, only="loss")[0]
     return diff
 
 
