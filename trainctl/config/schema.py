@@ -179,7 +179,7 @@ class MlflowConfig:
     experiment: str | None = None  # null: the preset's name
     log_checkpoints: bool = False  # also upload checkpoints/ (large); the record and config always go
     # how long the run's end waits for uploads still queued (the rest: `trainctl runs sync RUN`)
-    timeout_s: float = ranged(10.0, "(0, inf)")
+    timeout_s: float = ranged(30.0, "(0, inf)")
 
 
 @dataclass

@@ -76,7 +76,7 @@ class MlflowSink:
 
     def close(self) -> None:
         self.queue.put(DONE)
-        self.thread.join(timeout=float(self.options.get("timeout_s") or 10.0))
+        self.thread.join(timeout=float(self.options.get("timeout_s") or 30.0))
         if self.thread.is_alive() and self.error is None:
             self.error = f"uploads still running after mlflow.timeout_s={self.options.get('timeout_s')}"
         self.run.update_meta(
