@@ -25,6 +25,7 @@ LONGEST_FILES = [
     "test_train.py",
     "test_export.py",
     "test_distill.py",
+    "test_mlflow.py",
 ]
 
 
