@@ -7,6 +7,7 @@ import sys
 
 BENCHES = [
     "help",
+    "record",
     "overhead",
     "step_cost",
     "ddp",

@@ -1,0 +1,103 @@
+"""What the reproducibility record costs at a run's start: writing it in a fresh process (MNIST's hashes first
+computed, then cached), and `trainctl train` with against without it; and what a dead MLflow server costs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.common import REPO, data_root
+
+RUN = ["conf=mlp_mnist", "launcher.nproc=1", "parallel=none", "trainer.max_steps=1", "trainer.threads=1"]
+PAIRS = 5
+
+# A child process: plan the job, then time keep_record alone into a fresh run directory.
+TIME_RECORD = """
+import sys, time
+from pathlib import Path
+from trainctl import api
+from trainctl.data import data_paths
+from trainctl.runs.record import keep_record
+from trainctl.runs.run_dir import create_run_dir
+plan = api.plan_job(sys.argv[2:]).plan
+run = create_run_dir(Path(sys.argv[1]), "bench")
+started = time.perf_counter()
+keep_record(run, plan, data_paths(plan.config.data))
+print(time.perf_counter() - started)
+"""
+
+# A child process: `trainctl train`, with the record switched off when asked (the only difference).
+TRAIN = """
+import sys
+if sys.argv[1] == "without":
+    import trainctl.runs.record as record
+    record.keep_record = lambda run, plan, paths: None
+from trainctl.cli.app import main
+sys.argv = ["trainctl", "train", *sys.argv[2:]]
+main()
+"""
+
+
+def seconds(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv[:4])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    data = data_root()
+    with tempfile.TemporaryDirectory() as folder:
+        env = {
+            **os.environ,
+            "TRAINCTL_DATA_DIR": str(data),
+            "TRAINCTL_CACHE_DIR": f"{folder}/cache",
+            "TRAINCTL_RUNS_DIR": f"{folder}/runs",
+        }
+        args = [*RUN, f"data.root={data}"]
+        record_s = []
+        for _ in range(3):  # the first hashes MNIST's files; the others find them in the cache
+            done = subprocess.run(
+                [sys.executable, "-c", TIME_RECORD, f"{folder}/runs", *args],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            record_s.append(float(done.stdout.strip().splitlines()[-1]))
+        print(
+            f"keep_record in a fresh process: {record_s[0]:.2f} s hashing MNIST's 4 files, then "
+            f"{statistics.median(record_s[1:]):.2f} s with their hashes cached"
+        )
+        with_s, without_s = [], []
+        for _ in range(PAIRS):  # alternating, so that load on the machine hits both alike
+            with_s.append(seconds([sys.executable, "-c", TRAIN, "with", *args], env))
+            without_s.append(seconds([sys.executable, "-c", TRAIN, "without", *args], env))
+        w, wo = statistics.median(with_s), statistics.median(without_s)
+        print(
+            f"trainctl train ({' '.join(RUN)}), median of {PAIRS} alternating pairs: "
+            f"{w:.2f} s with the record, {wo:.2f} s without ({w - wo:+.2f} s)"
+        )
+        dead = [*args, "logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{closed_port()}"]
+        dead_s, plain_s = [], []
+        for _ in range(3):
+            dead_s.append(seconds([sys.executable, "-c", TRAIN, "with", *dead], env))
+            plain_s.append(seconds([sys.executable, "-c", TRAIN, "with", *args], env))
+        d, p = statistics.median(dead_s), statistics.median(plain_s)
+        print(
+            f"logger=mlflow with its server down (a closed port), median of 3 pairs: {d:.2f} s against "
+            f"{p:.2f} s without MLflow ({d - p:+.2f} s)"
+        )
