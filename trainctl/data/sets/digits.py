@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -32,7 +34,14 @@ def digits_info(cfg: DigitsConfig, download: bool) -> DataInfo:
     return DataInfo(SPEC, IMAGES - held_out(cfg), held_out(cfg))
 
 
-@DATASETS.register("digits", DigitsConfig, prepare=digits_info)
+def digits_files(cfg: DigitsConfig) -> list[Path]:
+    """The file scikit-learn reads them from (found without importing scikit-learn)."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    return [Path(folder) / "datasets" / "data" / "digits.csv.gz" for folder in folders[:1]]
+
+
+@DATASETS.register("digits", DigitsConfig, prepare=digits_info, files=digits_files)
 def load_digits(cfg: DigitsConfig) -> DataBundle:
     from sklearn.datasets import load_digits as sklearn_digits
 
