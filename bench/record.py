@@ -43,12 +43,25 @@ main()
 """
 
 
+TRAIN_WITH = [sys.executable, "-c", TRAIN, "with"]
+TRAIN_WITHOUT = [sys.executable, "-c", TRAIN, "without"]
+
+
 def seconds(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"bench: {' '.join(argv[:4])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.perf_counter() - started
+
+
+def paired(first: list[str], second: list[str], pairs: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median seconds of two commands run alternately (load on the machine hits both alike)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(pairs):
+        times[0].append(seconds(first, env))
+        times[1].append(seconds(second, env))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def closed_port() -> int:
@@ -82,21 +95,13 @@ def main() -> None:
             f"keep_record in a fresh process: {record_s[0]:.2f} s hashing MNIST's 4 files, then "
             f"{statistics.median(record_s[1:]):.2f} s with their hashes cached"
         )
-        with_s, without_s = [], []
-        for _ in range(PAIRS):  # alternating, so that load on the machine hits both alike
-            with_s.append(seconds([sys.executable, "-c", TRAIN, "with", *args], env))
-            without_s.append(seconds([sys.executable, "-c", TRAIN, "without", *args], env))
-        w, wo = statistics.median(with_s), statistics.median(without_s)
+        w, wo = paired(TRAIN_WITH + args, TRAIN_WITHOUT + args, PAIRS, env)
         print(
             f"trainctl train ({' '.join(RUN)}), median of {PAIRS} alternating pairs: "
             f"{w:.2f} s with the record, {wo:.2f} s without ({w - wo:+.2f} s)"
         )
         dead = [*args, "logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{closed_port()}"]
-        dead_s, plain_s = [], []
-        for _ in range(3):
-            dead_s.append(seconds([sys.executable, "-c", TRAIN, "with", *dead], env))
-            plain_s.append(seconds([sys.executable, "-c", TRAIN, "with", *args], env))
-        d, p = statistics.median(dead_s), statistics.median(plain_s)
+        d, p = paired(TRAIN_WITH + dead, TRAIN_WITH + args, 3, env)
         print(
             f"logger=mlflow with its server down (a closed port), median of 3 pairs: {d:.2f} s against "
             f"{p:.2f} s without MLflow ({d - p:+.2f} s)"

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1 << 20
+from trainctl.runs.manifest import sha256_of
+
 FOLDER_FILES_LIMIT = 2000  # a folder with more files than this is sampled ...
 FOLDER_BYTES_LIMIT = 256 << 20  # ... and so is one holding more bytes than this
 FOLDER_SAMPLE = 64  # files whose content a sampled folder's fingerprint hashes
@@ -21,14 +22,6 @@ def cache_file() -> Path:
     """Where file hashes are cached: $TRAINCTL_CACHE_DIR, else ~/.cache/trainctl/cache."""
     root = os.environ.get("TRAINCTL_CACHE_DIR") or "~/.cache/trainctl/cache"
     return Path(root).expanduser() / "file-hashes.sqlite"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class HashCache:
@@ -54,7 +47,7 @@ class HashCache:
             return self.memory[key]
         found = self.lookup(key)
         if found is None:
-            found = sha256_file(path)
+            found = sha256_of(path)
             self.store(key, found)
         self.memory[key] = found
         return found

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainctl.runs.manifest import sha256_of
+
 GIT_TIMEOUT_S = 5
 
 
@@ -107,7 +109,7 @@ def code_state(tree: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             components[key] = entry
             continue
         entry["file"] = str(path)
-        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        entry["sha256"] = sha256_of(path)
         repo = repository(path.parent)
         if repo is not None:
             entry["repository"] = repo["root"]

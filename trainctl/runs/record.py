@@ -98,8 +98,7 @@ def keep_record(run: RunDir, plan: Plan, data_paths: list[Path]) -> None:
 
 def changed_code(run: RunDir) -> list[str]:
     """A line for each user component whose module file differs now from the one the run recorded."""
-    import hashlib
-
+    from trainctl.runs.manifest import sha256_of
     from trainctl.runs.provenance import module_file
 
     lines = []
@@ -107,7 +106,7 @@ def changed_code(run: RunDir) -> list[str]:
         if not entry.get("sha256"):
             continue
         now = module_file(str(entry.get("target", "")))
-        current = hashlib.sha256(now.read_bytes()).hexdigest() if now is not None and now.is_file() else None
+        current = sha256_of(now) if now is not None and now.is_file() else None
         if current != entry["sha256"]:
             where = str(now) if now is not None else "(not found now)"
             lines.append(
