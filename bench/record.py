@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from bench.common import REPO, data_root
 
@@ -30,6 +31,17 @@ started = time.perf_counter()
 keep_record(run, plan, data_paths(plan.config.data))
 print(time.perf_counter() - started)
 """
+
+# A child process: the fingerprint of a file, timed (the cache decides whether it is read).
+TIME_HASH = """
+import sys, time
+from pathlib import Path
+from trainctl.runs.fingerprint import fingerprints
+started = time.perf_counter()
+fingerprints([Path(sys.argv[1])])
+print(time.perf_counter() - started)
+"""
+BIG_FILE_MIB = 512
 
 # A child process: `trainctl train`, with the record switched off when asked (the only difference).
 TRAIN = """
@@ -64,6 +76,14 @@ def paired(first: list[str], second: list[str], pairs: int, env: dict[str, str])
     return statistics.median(times[0]), statistics.median(times[1])
 
 
+def child_seconds(script: str, args: list[str], env: dict[str, str]) -> float:
+    """The seconds a child process running `script` prints as its last line."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,21 +100,17 @@ def main() -> None:
             "TRAINCTL_RUNS_DIR": f"{folder}/runs",
         }
         args = [*RUN, f"data.root={data}"]
-        record_s = []
-        for _ in range(3):  # the first hashes MNIST's files; the others find them in the cache
-            done = subprocess.run(
-                [sys.executable, "-c", TIME_RECORD, f"{folder}/runs", *args],
-                env=env,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            record_s.append(float(done.stdout.strip().splitlines()[-1]))
+        record_s = [child_seconds(TIME_RECORD, [f"{folder}/runs", *args], env) for _ in range(3)]
         print(
             f"keep_record in a fresh process: {record_s[0]:.2f} s hashing MNIST's 4 files, then "
             f"{statistics.median(record_s[1:]):.2f} s with their hashes cached"
         )
+        big = Path(folder) / "big.bin"
+        with big.open("wb") as f:
+            for _ in range(BIG_FILE_MIB):
+                f.write(os.urandom(1 << 20))
+        hash_s = [child_seconds(TIME_HASH, [str(big)], env) for _ in range(2)]
+        print(f"a {BIG_FILE_MIB} MiB data file: {hash_s[0]:.2f} s to hash, {hash_s[1]:.3f} s from the cache")
         w, wo = paired(TRAIN_WITH + args, TRAIN_WITHOUT + args, PAIRS, env)
         print(
             f"trainctl train ({' '.join(RUN)}), median of {PAIRS} alternating pairs: "
