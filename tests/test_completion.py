@@ -110,7 +110,7 @@ def test_values_of_enums_booleans_loggers_and_nested_keys() -> None:
         "trainer.device=cuda",
     ]
     assert complete_overrides([], "trainer.profile=t") == ["trainer.profile=true"]
-    assert complete_overrides([], "logger=") == ["logger=jsonl", "logger=tensorboard"]
+    assert complete_overrides([], "logger=") == ["logger=jsonl", "logger=tensorboard", "logger=mlflow"]
     assert "trainer.early_stopping.patience=" in complete_overrides([], "trainer.early")
     assert complete_overrides([], "dataset.") == complete_overrides(["dataset=digits"], "dataset.")
     assert "optim.momentum=" in complete_overrides(["optim=sgd"], "optim.")

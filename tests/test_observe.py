@@ -79,7 +79,7 @@ def test_tensorboard_logger_writes_the_same_scalars_as_metrics_jsonl() -> None:
 
 def test_unknown_logger_is_refused_before_a_run_exists(runs_root: Path) -> None:
     result = runner.invoke(app, ["train", "logger=wandb", *SINGLE])
-    assert result.exit_code == 2 and "expected one of [jsonl, tensorboard]" in result.output
+    assert result.exit_code == 2 and "expected one of [jsonl, tensorboard, mlflow]" in result.output
     assert not runs_root.exists()
 
 
