@@ -17,6 +17,7 @@ import yaml
 from trainctl.observe.events import EpochRecord, EvalRecord, Event, RunEnd, StepRecord, to_record
 from trainctl.observe.mlflow_store import PARENT_ENV, MlflowStore, tracking_uri, unreachable
 from trainctl.runs.run_dir import RunDir
+from trainctl.runs.summaries import read_metrics
 
 DONE = None  # the queue's last item: the run ended
 
@@ -32,7 +33,6 @@ class MlflowSink:
         self.uri = tracking_uri(self.tree)
         self.parent = os.environ.get(PARENT_ENV) or None
         self.queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
-        self.records: list[dict[str, Any]] = []  # what was queued, for the loss plot
         self.status = "finished"
         self.run_id: str | None = None
         self.error: str | None = None
@@ -42,9 +42,7 @@ class MlflowSink:
 
     def emit(self, event: Event) -> None:
         if isinstance(event, StepRecord | EvalRecord | EpochRecord):
-            record = to_record(event) | {"time": round(time.time(), 3)}
-            self.records.append(record)
-            self.queue.put(record)
+            self.queue.put(to_record(event) | {"time": round(time.time(), 3)})
         elif isinstance(event, RunEnd):
             self.status = event.status
 
@@ -54,7 +52,12 @@ class MlflowSink:
             if reason is not None:
                 raise ConnectionError(reason)
             store = MlflowStore(self.uri)
-            self.run_id = store.create_run(self.run, self.tree, self.parent)
+            known = self.run.read_meta().get("mlflow") or {}
+            resumed = known.get("tracking_uri") == self.uri and known.get("run_id")
+            if resumed and store.exists(str(known["run_id"])):  # a resume or restart goes on in its run
+                self.run_id = str(known["run_id"])
+            else:
+                self.run_id = store.create_run(self.run, self.tree, self.parent)
             ended = False
             while not ended:
                 batch = [self.queue.get()]
@@ -62,7 +65,8 @@ class MlflowSink:
                     batch.append(self.queue.get())
                 ended = DONE in batch
                 store.log_records(self.run_id, [r for r in batch if r is not DONE])
-            store.log_files(self.run_id, self.run, self.records, bool(self.options.get("log_checkpoints")))
+            records = read_metrics(self.run.metrics_file)  # the whole run's, for the loss plot
+            store.log_files(self.run_id, self.run, records, bool(self.options.get("log_checkpoints")))
             store.finish(self.run_id, self.status)
             self.synced = True
         except Exception as exc:  # whatever the server or client says: training goes on without it
@@ -94,7 +98,6 @@ def sync_run(run: RunDir, uri: str | None = None) -> dict[str, Any]:
     """Upload a run to MLflow after the fact: into its MLflow run when the store has it (only the metrics
     it lacks), else a new one; artifacts and the ending too. Returns run.json's new `mlflow` entry."""
     from trainctl.errors import TrainctlError
-    from trainctl.runs.summaries import read_metrics
 
     tree = yaml.safe_load(run.config_file.read_text()) or {}
     known = run.read_meta().get("mlflow") or {}

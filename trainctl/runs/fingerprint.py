@@ -122,10 +122,18 @@ def fingerprint(path: Path, cache: HashCache) -> dict[str, Any]:
     return record
 
 
+def readable_fingerprint(path: Path, cache: HashCache) -> dict[str, Any]:
+    """The fingerprint, or what stopped it (an unreadable file must not stop the run it describes)."""
+    try:
+        return fingerprint(path, cache)
+    except OSError as exc:
+        return {"path": str(path), "kind": "unreadable", "error": str(exc)}
+
+
 def fingerprints(paths: list[Path]) -> list[dict[str, Any]]:
     """The fingerprint of each path, through the shared cache."""
     cache = HashCache()
     try:
-        return [fingerprint(path, cache) for path in paths]
+        return [readable_fingerprint(path, cache) for path in paths]
     finally:
         cache.close()

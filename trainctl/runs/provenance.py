@@ -109,7 +109,10 @@ def code_state(tree: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             components[key] = entry
             continue
         entry["file"] = str(path)
-        entry["sha256"] = sha256_of(path)
+        try:
+            entry["sha256"] = sha256_of(path)
+        except OSError as exc:
+            entry["note"] = f"unreadable: {exc}"
         repo = repository(path.parent)
         if repo is not None:
             entry["repository"] = repo["root"]
