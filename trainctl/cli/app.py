@@ -128,7 +128,7 @@ def train(
     if reproduce is not None:
         from trainctl.cli.train import reproduce_run
 
-        raise typer.Exit(reproduce_run(reproduce, overrides or [], tolerance))
+        raise typer.Exit(reproduce_run(reproduce, overrides or [], tolerance, config or resume or dry_run))
     run_train(overrides or [], config_file=config, resume=resume, dry_run=dry_run)
 
 

@@ -30,9 +30,17 @@ def train(
     return {}
 
 
-def reproduce_run(target: str, overrides: Sequence[str], tolerance: float) -> int:
-    """`train --reproduce RUN`: the new run, then the verdict; the exit code (0 reproduced, 1 not)."""
+def reproduce_run(target: str, overrides: Sequence[str], tolerance: float, other: object = None) -> int:
+    """`train --reproduce RUN`: the new run, then the verdict; the exit code (0 reproduced, 1 not).
+    `other`: --config, --resume or --dry-run, which do not go with it."""
+    from trainctl.errors import TrainctlError
     from trainctl.workflows.reproduce import reproduce
+
+    if other:
+        raise TrainctlError(
+            "--reproduce trains the run's own config.yaml as a new run",
+            fix="drop --config, --resume and --dry-run (overrides still apply on top)",
+        )
 
     result = reproduce(target, overrides, tolerance=tolerance, on_note=show_note)
     print("\n".join(result.lines()))
