@@ -232,3 +232,8 @@ def test_the_record_of_a_two_rank_ddp_run_has_hardware_and_environment(tmp_path:
     assert record["hardware"]["cpu"] and record["hardware"]["threads_per_worker"] == 1
     assert record["environment"]["torch"] and record["environment"]["packages_sha256"]
     assert (run.path / "record" / "packages.txt").is_file()
+
+
+def test_reproduce_refuses_options_it_does_not_take(runs: dict[str, RunDir]) -> None:
+    result = runner.invoke(app, ["train", "--reproduce", str(runs["a"].path), "--dry-run"])
+    assert result.exit_code == 2 and "--reproduce trains the run's own config.yaml" in result.output
