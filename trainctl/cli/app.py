@@ -454,11 +454,9 @@ def smoke(
 
 
 def main() -> None:
-    import os
-
     from trainctl.cli.completion_script import install_bash_script
-    from trainctl.runtime.threads import wait_policy_env
+    from trainctl.runtime.threads import apply_wait_policy, wait_policy
 
-    os.environ.update(wait_policy_env())  # before torch loads OpenMP in this process
+    apply_wait_policy(wait_policy())  # before torch loads OpenMP in this process (a one-process job's)
     install_bash_script()
     app()
