@@ -24,7 +24,7 @@ from trainctl.data import load_dataset
 from trainctl.data.augment import batch_seed
 from trainctl.data.samplers import build_order
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.models import build_model, training_penalty
+from trainctl.models import Penalized, build_model, training_penalty
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.observe.profiling import step_profiler
 from trainctl.observe.ticker import Ticker
@@ -78,6 +78,7 @@ class SupervisedRecipe:
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         seed_everything(self.trainer.seed + self.ctx.rank)  # then each rank its own dropout masks
         self.model = self.strategy.wrap(model)
+        self.penalized = isinstance(model, Penalized)  # mf: its own penalty joins the loss (once, here)
         # Mixed precision (trainer.precision) and weight averaging (trainer.ema), evaluated in its place.
         self.precision = MixedPrecision(self.trainer.precision, self.ctx.device)
         self.ema = WeightEMA(self.strategy.unwrap(self.model), self.trainer.ema) if self.trainer.ema else None
@@ -264,18 +265,21 @@ class SupervisedRecipe:
             total = self.strategy.step(self.model, inputs, targets, self.objective)
         else:
             accum = self.trainer.grad_accum
-            pieces = list(zip(inputs.chunk(accum), targets.chunk(accum), strict=True))
-            total = torch.zeros((), device=device)
-            for i, (x, y) in enumerate(pieces):
-                last_piece = i == len(pieces) - 1  # gradients are synchronised once, on the last piece
+            pieces = list(zip(inputs.chunk(accum), targets.chunk(accum), strict=True)) if accum > 1 else None
+            total = None
+            for i, (x, y) in enumerate(pieces or [(inputs, targets)]):
+                last_piece = pieces is None or i == len(pieces) - 1  # gradients synchronise on the last
                 with contextlib.nullcontext() if last_piece else self.strategy.no_sync(self.model):
                     with self.precision.autocast():
-                        loss = self.training_loss(x, y) + self.regularization()
+                        loss = self.training_loss(x, y)
+                        if self.penalized:
+                            loss = loss + self.regularization()
                     # Weight each piece by its share of the global batch: gradients summed over
                     # pieces and averaged over ranks are then those of the global batch's mean loss.
                     weight = len(y) * self.loader.world_size / global_size
                     self.precision.backward(loss * weight if weight != 1.0 else loss)
-                total = total + loss.detach().float() * (len(y) / len(targets))
+                share = loss.detach().float() * (len(y) / len(targets)) if pieces else loss.detach()
+                total = share if total is None else total + share
         if self.trainer.grad_clip is not None:
             self.precision.unscale(self.optimizer)
             self.strategy.clip_grad_norm(self.model, self.trainer.grad_clip)
