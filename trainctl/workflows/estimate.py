@@ -230,7 +230,7 @@ def measure(
                 if in_process:
                     reset_peak_rss()  # this process becomes the worker: its peak from here on
                 summary = api.launch(job, log=lambda line: None)
-        except RunInterrupted:
+        except (RunInterrupted, KeyboardInterrupt):
             raise RunInterrupted("the estimate was interrupted; nothing was kept") from None
         returned = time.time()
     plan = job.plan
