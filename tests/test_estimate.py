@@ -280,7 +280,8 @@ def test_estimate_json_has_the_fields_and_writes_nothing(existing_runs: Path, tm
     assert estimate["checkpoint_bytes"] > 0
     (prediction,) = document["what_if"]
     assert prediction["ranks"] == 2
-    assert prediction["step_seconds"] == pytest.approx(prediction["compute_seconds"] + prediction["comm_seconds"])
+    parts = prediction["compute_seconds"] + prediction["comm_seconds"]
+    assert prediction["step_seconds"] == pytest.approx(parts)
     assert tree(existing_runs) == before  # nothing added, `latest` unmoved
     assert not list(temp.glob("trainctl-estimate-*"))  # the scratch folder is gone
 
