@@ -293,4 +293,10 @@ def workload(estimate: Estimate) -> Workload:
 
 def what_if(estimate: Estimate, ranks: int, network: Network) -> Prediction:
     """The predicted step at `ranks` ranks from this measurement."""
+    if estimate.parallel == "pipeline" and ranks > estimate.facts["blocks"]:
+        raise TrainctlError(
+            f"--world {ranks}: the model has {estimate.facts['blocks']} blocks, too few for {ranks} "
+            "pipeline stages",
+            fix=f"predict at most --world {estimate.facts['blocks']}",
+        )
     return predict_step(workload(estimate), ranks, network)
