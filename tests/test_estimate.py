@@ -27,7 +27,7 @@ from trainctl.workflows.cost_model import (
     predict_step,
     ring_all_reduce_bytes,
 )
-from trainctl.workflows.estimate import Estimate, project, run_shape
+from trainctl.workflows.estimate import Estimate, project, run_shape, what_if
 from trainctl.workflows.estimate_compare import compare, needed_bytes, parse_size
 
 FIELDS = (
@@ -144,6 +144,23 @@ def test_project_adds_startup_warmup_steps_evaluations_checkpoints_and_teardown(
     assert e.total_seconds == pytest.approx(3 + 0.6 + 3.6 + 4 + 0.2 + 1)
     assert e.peak_memory_bytes_per_rank == [500, 700]
     assert e.input_wait_fraction == pytest.approx(0.25) and e.bound == "compute"
+
+
+def test_what_if_from_one_rank_gives_back_the_measured_step_and_adds_the_all_reduce() -> None:
+    measured = replace(
+        fake_estimate([], 10.0, 1),
+        parallel="none",
+        world_size=1,
+        facts={"parameter_bytes": 1e6, "blocks": 3, "microbatches": 1, "layer_output_bytes": []},
+    )
+    net = Network(8.0, 0.0)
+    assert what_if(measured, 1, net).step_seconds == pytest.approx(measured.seconds_per_step)
+    two = what_if(measured, 2, net)
+    assert two.compute_seconds == pytest.approx(measured.seconds_per_step / 2)
+    assert two.comm_seconds == pytest.approx(1e-3)  # 2 x 1/2 x 1 MB at 1 GB/s
+    piped = replace(measured, parallel="pipeline")
+    with pytest.raises(TrainctlError, match="too few for 4 pipeline stages"):
+        what_if(piped, 4, net)
 
 
 # ---------------------------------------------------------------- --compare
