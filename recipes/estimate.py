@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 WARMUP_STEPS = 3
 MIN_MEASURED_STEPS = 5
 MAX_MEASURED_STEPS = 1000
+BUDGET_FLOOR_S = 30.0  # an estimate may take this long, or a tenth of the run it predicts if longer
+RESERVE_S = 5.0
+LONGEST_MEASURE_S = 60.0
 EVAL_SLICE_SAMPLES = 512  # test samples per data-parallel rank evaluated, timed and scaled to the whole split
 
 
@@ -67,18 +70,28 @@ def batches(recipe: SupervisedRecipe) -> Iterator[tuple[int, int, torch.Tensor, 
 
 
 class StepClock:
-    """Rank 0's rule for when to stop: warm-up first, then at least MIN_MEASURED_STEPS and
-    `measure_seconds` of measured steps, never more steps than the run has."""
+    """Rank 0's rule for when to stop measuring: after warm-up, at least MIN_MEASURED_STEPS, never more
+    steps than the run has; then until `measure_seconds` of steps, longer for long runs (a tenth of
+    the run they predict, at most a minute), and within the estimate's budget: max(30 s, 10% of the
+    predicted run) since the command started, less RESERVE_S for the evaluation and checkpoint after."""
 
-    def __init__(self, warmup: int, measure_seconds: float, run_steps: int) -> None:
+    def __init__(self, warmup: int, measure_seconds: float, run_steps: int, command_started: float) -> None:
         self.warmup = min(warmup, max(run_steps - 1, 0))
         self.measure_seconds = measure_seconds
+        self.run_steps = run_steps
         self.most = max(1, min(MAX_MEASURED_STEPS, run_steps - self.warmup))
+        self.command_started = command_started
 
     def enough(self, measured: list[float]) -> bool:
         if len(measured) >= self.most:
             return True
-        return len(measured) >= MIN_MEASURED_STEPS and sum(measured) >= self.measure_seconds
+        if len(measured) < MIN_MEASURED_STEPS:
+            return False
+        spent = time.time() - self.command_started
+        predicted = spent + (self.run_steps - self.warmup - len(measured)) * sum(measured) / len(measured)
+        target = max(self.measure_seconds, min(0.1 * predicted, LONGEST_MEASURE_S))
+        budget = max(BUDGET_FLOOR_S, 0.1 * predicted) - RESERVE_S
+        return sum(measured) >= target or spent >= budget
 
 
 def measure_steps(recipe: SupervisedRecipe, ctx: WorkerContext, clock: StepClock) -> dict[str, Any]:
@@ -157,7 +170,8 @@ def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
     t = recipe.trainer
     run_steps = recipe.total_steps if t.max_steps is None else min(recipe.total_steps, t.max_steps)
     warmup = int(settings.get("warmup_steps", WARMUP_STEPS))
-    clock = StepClock(warmup, float(settings["measure_seconds"]), run_steps)
+    started = float(settings["command_started"])
+    clock = StepClock(warmup, float(settings["measure_seconds"]), run_steps, started)
     figures: dict[str, Any] = {"setup_seconds": setup_seconds, **measure_steps(recipe, ctx, clock)}
     figures.update(measure_evaluation(recipe))
     started = time.perf_counter()

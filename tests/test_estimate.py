@@ -163,6 +163,18 @@ def test_what_if_from_one_rank_gives_back_the_measured_step_and_adds_the_all_red
         what_if(piped, 4, net)
 
 
+def test_the_step_clock_measures_longer_for_long_runs_and_stops_at_the_budget() -> None:
+    from trainctl.recipes.estimate import StepClock
+
+    short = StepClock(warmup=3, measure_seconds=8.0, run_steps=10, command_started=time.time())
+    assert short.warmup == 3 and not short.enough([0.1] * 6) and short.enough([0.1] * 7)  # all 10 steps
+    long = StepClock(warmup=3, measure_seconds=8.0, run_steps=1000, command_started=time.time())
+    assert not long.enough([1.0] * 4)  # at least 5 steps
+    assert not long.enough([1.0] * 59) and long.enough([1.0] * 60)  # a tenth of ~1000 s, at most 60 s
+    late = StepClock(warmup=3, measure_seconds=8.0, run_steps=1000, command_started=time.time() - 200)
+    assert late.enough([0.01] * 5)  # 200 s spent: past max(30 s, 10% of the run) already
+
+
 # ---------------------------------------------------------------- --compare
 def fake_estimate(overrides: list[str], total: float, peak: int) -> Estimate:
     """An estimate whose figures the test chooses (a fake cost model's measurement)."""

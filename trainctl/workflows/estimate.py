@@ -223,7 +223,7 @@ def measure(
     check_estimable(config)
     with scratch_root() as root:
         job = api.plan_job([*overrides, "recipe=estimate", f"run.root={root}"], config_file=config_file)
-        job.plan.recipe_args = {"measure_seconds": measure_seconds}
+        job.plan.recipe_args = {"measure_seconds": measure_seconds, "command_started": started}
         in_process = getattr(job.launcher, "in_process", lambda: False)()
         try:
             with api.output_to(root / "estimate.log"):
