@@ -99,6 +99,7 @@ def measure_steps(recipe: SupervisedRecipe, ctx: WorkerContext, clock: StepClock
     warmup: list[float] = []
     steps: list[float] = []
     inputs_wait: list[float] = []
+    sizes: list[int] = []  # elements of each measured step's inputs (text batches: trimmed to their longest)
     first_step_at = time.time()
     source = batches(recipe)
     recipe.model.train()
@@ -116,6 +117,7 @@ def measure_steps(recipe: SupervisedRecipe, ctx: WorkerContext, clock: StepClock
         if measuring:
             steps.append(took)
             inputs_wait.append(ready - started)
+            sizes.append(inputs.numel())
         else:
             warmup.append(took)
         ctx.alive()
@@ -130,7 +132,16 @@ def measure_steps(recipe: SupervisedRecipe, ctx: WorkerContext, clock: StepClock
         "warmup_seconds": warmup,
         "step_seconds": steps,
         "input_seconds": inputs_wait,
+        "input_sizes": sizes,
+        "epoch_mean_input_size": epoch_mean_input_size(recipe) if len(set(sizes)) > 1 else None,
     }
+
+
+def epoch_mean_input_size(recipe: SupervisedRecipe) -> float:
+    """The mean elements of this rank's inputs over the first epoch's batches: where batches differ in
+    size (texts padded per batch), the measured steps' cost is scaled to it. Batches are only gathered."""
+    sizes = [inputs.numel() for _, inputs, _, _ in recipe.loader.epoch(0)]
+    return sum(sizes) / len(sizes)
 
 
 def measure_evaluation(recipe: SupervisedRecipe) -> dict[str, Any]:

@@ -175,6 +175,20 @@ def test_the_step_clock_measures_longer_for_long_runs_and_stops_at_the_budget() 
     assert late.enough([0.01] * 5)  # 200 s spent: past max(30 s, 10% of the run) already
 
 
+def test_batches_of_different_sizes_scale_the_step_to_the_epochs_mean_size() -> None:
+    from trainctl.workflows.estimate import step_seconds
+
+    # measured: 0.1 s + 1 ms per 100 elements; the epoch's batches average 3,000 elements
+    sizes = [1000, 2000, 4000, 1000, 5000]
+    figures = {
+        "step_seconds": [0.1 + n / 100_000 for n in sizes],
+        "input_sizes": sizes,
+        "epoch_mean_input_size": 3000.0,
+    }
+    assert step_seconds(figures) == pytest.approx(0.13)
+    assert step_seconds({**figures, "epoch_mean_input_size": None}) == pytest.approx(0.126)  # the mean
+
+
 # ---------------------------------------------------------------- --compare
 def fake_estimate(overrides: list[str], total: float, peak: int) -> Estimate:
     """An estimate whose figures the test chooses (a fake cost model's measurement)."""

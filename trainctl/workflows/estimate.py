@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -86,6 +87,22 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def step_seconds(figures: dict[str, Any]) -> float:
+    """A rank's seconds per step over the run: the mean of its measured steps; where batches differ in
+    size, a least-squares line of seconds against input elements, read at the epoch's mean size."""
+    steps, sizes, epoch_size = (
+        figures["step_seconds"],
+        figures.get("input_sizes"),
+        figures.get("epoch_mean_input_size"),
+    )
+    if not sizes or epoch_size is None or len(set(sizes)) < 3:
+        return mean(steps)
+    slope, intercept = statistics.linear_regression(sizes, steps)
+    if slope <= 0:
+        return mean(steps)
+    return intercept + slope * epoch_size
+
+
 def project(
     measured: dict[str, Any],
     *,
@@ -109,7 +126,7 @@ def project(
         per_rank.append(
             {
                 "rank": rank,
-                "seconds_per_step": mean(steps),
+                "seconds_per_step": step_seconds(figures),
                 "input_wait_fraction": sum(inputs) / max(sum(steps), 1e-12),
                 "setup_seconds": figures["setup_seconds"],
                 "warmup_seconds": figures["warmup_seconds"],
