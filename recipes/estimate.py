@@ -10,7 +10,6 @@ the step's collective stop flag, so all ranks run the same steps.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 import time
@@ -109,24 +108,26 @@ def measure_steps(recipe: SupervisedRecipe, ctx: WorkerContext, clock: StepClock
         if recipe.data.augment is not None:
             inputs, targets, size = recipe.augment(inputs, targets, size, epoch, batch)
         ready = time.perf_counter()
-        loss = recipe.train_step(inputs, targets, size)
-        measuring = len(warmup) >= clock.warmup
-        decided = ctx.is_main and measuring and clock.enough([*steps, time.perf_counter() - started])
-        loss, stop = recipe.strategy.reduce_step(loss, decided or ctx.stop.requested)
+        recipe.train_step(inputs, targets, size)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)  # the step's kernels, not only their launch
         took = time.perf_counter() - started
+        measuring = len(warmup) >= clock.warmup
         if measuring:
             steps.append(took)
             inputs_wait.append(ready - started)
             sizes.append(inputs.numel())
         else:
             warmup.append(took)
+        # Ranks agree after every step (outside the timed part): rank 0's verdict, or a stop request.
+        decided = ctx.is_main and measuring and clock.enough(steps)
+        no_loss = torch.zeros(1, device=ctx.device)
+        _, stop = recipe.strategy.reduce_losses(no_loss, decided or ctx.stop.requested)
         ctx.alive()
         if ctx.stop.requested:
             raise RunInterrupted("the estimate was interrupted")
         if stop:
             break
-        if not math.isfinite(loss):
-            ctx.message(f"the loss became {loss} while measuring; the times still hold", "warning")
     return {
         "first_step_at": first_step_at,
         "warmup_seconds": warmup,
