@@ -12,6 +12,7 @@ BENCHES = [
     "step_cost",
     "ddp",
     "threads",
+    "wait_policy",
     "throughput",
     "recommend",
     "topn",
@@ -20,11 +21,15 @@ BENCHES = [
     "quantize",
     "resnet_cifar",
     "bert_sst2",
+    "estimate",
 ]
 
 
 def main() -> None:
+    from bench.load import load_line
+
     chosen = sys.argv[1:] or BENCHES
+    print(load_line())
     for name in chosen:
         if name not in BENCHES:
             sys.exit(f"unknown benchmark '{name}'; choose from: {', '.join(BENCHES)}")

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.common import REPO, data_root, median_after_warmup, run_trainctl
+from bench.load import ForeignLoad
 
 EPOCHS = 5
 ROUNDS = 3
@@ -94,27 +95,30 @@ def main() -> dict[str, float]:
             f"trainer.batch_size={batch}",
         ]
         ddp = [*base, "launcher.nproc=2", "parallel=ddp"]
-        o, t = alternating(
-            ROUNDS,
-            partial(epoch_seconds, [*base, "launcher.nproc=1", "parallel=none"], threads=2),
-            partial(epoch_seconds, ddp, threads=1),
-        )
+        with ForeignLoad() as load:
+            o, t = alternating(
+                ROUNDS,
+                partial(epoch_seconds, [*base, "launcher.nproc=1", "parallel=none"], threads=2),
+                partial(epoch_seconds, ddp, threads=1),
+            )
         results[f"ratio_b{batch}"] = o / t
         print(
             f"  global batch {batch:>3}: 1 process x 2 threads {o:.3f} s/epoch ({8000 / o:,.0f} samples/s); "
             f"2 ddp ranks x 1 thread {t:.3f} s/epoch ({8000 / t:,.0f} samples/s): {o / t:.2f}x"
+            f"{load.verdict()}"
         )
         # The same model, data, batch and threads: a plain torchrun DDP script against trainctl.
-        p, o = alternating(
-            ROUNDS,
-            partial(plain_torchrun_seconds, root, batch, threads=1),
-            partial(epoch_seconds, ddp, threads=1),
-        )
+        with ForeignLoad() as load:
+            p, o = alternating(
+                ROUNDS,
+                partial(plain_torchrun_seconds, root, batch, threads=1),
+                partial(epoch_seconds, ddp, threads=1),
+            )
         results[f"vs_torchrun_b{batch}"] = p / o
         print(
             f"  global batch {batch:>3}, 2 ranks x 1 thread: plain torchrun DDP {p:.3f} s/epoch, "
             f"trainctl parallel=ddp {o:.3f} s/epoch: trainctl at {p / o:.2f}x the plain script's speed "
-            "(goal: at least 0.97x)"
+            f"(goal: at least 0.97x){load.verdict()}"
         )
     for method in ("fork", "forkserver", "spawn"):
         seconds = launch_overhead(method)

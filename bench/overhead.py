@@ -6,6 +6,7 @@ import os
 import statistics
 
 from bench.common import data_root, paired_epochs, print_paired
+from bench.load import ForeignLoad
 
 EPOCHS = 8
 ROUNDS = 6
@@ -14,18 +15,19 @@ ROUNDS = 6
 def main() -> dict[str, float]:
     root = data_root()
     threads = os.cpu_count() or 1
-    plain, ours = paired_epochs(
-        "plain_mlp.py",
-        ["--data-root", str(root), "--epochs", str(EPOCHS)],
-        ["conf=mlp_mnist", f"data.root={root}", f"trainer.epochs={EPOCHS}"],
-        ROUNDS,
-        threads,
-    )
+    with ForeignLoad() as load:
+        plain, ours = paired_epochs(
+            "plain_mlp.py",
+            ["--data-root", str(root), "--epochs", str(EPOCHS)],
+            ["conf=mlp_mnist", f"data.root={root}", f"trainer.epochs={EPOCHS}", "launcher.nproc=1"],
+            ROUNDS,
+            threads,
+        )
     print(
         f"MNIST MLP 784-512-256-10, batch 64, {threads} threads; {ROUNDS} paired runs, "
         f"median of {EPOCHS - 1} epochs each (first epoch is warm-up):"
     )
-    overhead = print_paired(plain, ours, 8000)
+    overhead = print_paired(plain, ours, 8000, load)
     p, o = statistics.median(plain), statistics.median(ours)
     return {"plain_s_per_epoch": p, "trainctl_s_per_epoch": o, "overhead": overhead}
 

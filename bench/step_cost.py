@@ -27,6 +27,8 @@ def trainctl_epochs(epochs: int) -> list[float]:
         summary = train(
             [
                 "model=linear",
+                "launcher.nproc=1",
+                "parallel=none",
                 f"trainer.batch_size={BATCH}",
                 f"trainer.epochs={epochs}",
                 "optim.weight_decay=0.01",

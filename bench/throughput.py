@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import data_root, paired_epochs, print_paired
+from bench.load import ForeignLoad
 
 ROUNDS = 2
 SST2_SUBSET = 3_200  # phrases of the SST-2 train file: 100 steps of 32 per epoch
@@ -27,15 +28,16 @@ def paired(
 ) -> float:
     """Alternating paired runs; prints samples/s of both sides and returns trainctl's overhead."""
     threads = os.cpu_count() or 1
-    plain, ours = paired_epochs(
-        script,
-        ["--data-root", str(root), "--epochs", str(epochs), *extra],
-        [f"conf={preset}", *extra, f"data.root={root}", f"trainer.epochs={epochs}"],
-        ROUNDS,
-        threads,
-    )
+    with ForeignLoad() as load:
+        plain, ours = paired_epochs(
+            script,
+            ["--data-root", str(root), "--epochs", str(epochs), *extra],
+            [f"conf={preset}", *extra, f"data.root={root}", f"trainer.epochs={epochs}"],
+            ROUNDS,
+            threads,
+        )
     print(f"{name}: {threads} threads, {ROUNDS} paired runs of {epochs} epochs (first epoch is warm-up)")
-    overhead = print_paired(plain, ours, samples)
+    overhead = print_paired(plain, ours, samples, load)
     return overhead
 
 

@@ -79,7 +79,7 @@ def main(cfg: Config, ctx: WorkerContext) -> dict[str, Any]:
     for lr, (inputs, targets, size) in zip(schedule, batches(recipe), strict=False):
         for group in recipe.optimizer.param_groups:
             group["lr"] = lr
-        loss = recipe.train_step(inputs, targets, size)
+        loss = recipe.train_step(inputs, targets, size).item()  # one process: a sync costs nothing here
         if not math.isfinite(loss):
             stopped = f"the loss became {loss} at rate {lr:.3g}"
             break

@@ -24,7 +24,7 @@ from trainctl.data import load_dataset
 from trainctl.data.augment import batch_seed
 from trainctl.data.samplers import build_order
 from trainctl.errors import RunFailed, RunInterrupted, TrainctlError
-from trainctl.models import build_model, training_penalty
+from trainctl.models import Penalized, build_model, training_penalty
 from trainctl.observe.events import EpochRecord, EvalRecord, RunStart, StepRecord
 from trainctl.observe.profiling import step_profiler
 from trainctl.observe.ticker import Ticker
@@ -78,6 +78,7 @@ class SupervisedRecipe:
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
         seed_everything(self.trainer.seed + self.ctx.rank)  # then each rank its own dropout masks
         self.model = self.strategy.wrap(model)
+        self.penalized = isinstance(model, Penalized)  # mf: its own penalty joins the loss (once, here)
         # Mixed precision (trainer.precision) and weight averaging (trainer.ema), evaluated in its place.
         self.precision = MixedPrecision(self.trainer.precision, self.ctx.device)
         self.ema = WeightEMA(self.strategy.unwrap(self.model), self.trainer.ema) if self.trainer.ema else None
@@ -163,46 +164,43 @@ class SupervisedRecipe:
         t = self.trainer
         self.model.train()
         started = window_start = time.perf_counter()
-        window_loss, window_steps, window_samples, epoch_samples = 0.0, 0, 0, 0
+        # Each step's loss stays a tensor until the next report: no host sync and no collective per
+        # step. Ranks agree on the losses and on a stop request at each report (every trainer.log_every
+        # steps and at the epoch's end); a lone process looks at its stop flag after every step.
+        window: list[torch.Tensor] = []
+        window_samples, epoch_samples = 0, 0
         for batch, inputs, targets, global_size in self.loader.epoch(epoch, start=self.position.batch):
             if self.data.augment is not None:  # the data set's batch augmentation, seeded by position
                 inputs, targets, global_size = self.augment(inputs, targets, global_size, epoch, batch)
             with self.compiling("the first training step"):
-                loss = self.train_step(inputs, targets, global_size)
-            loss, stop = self.strategy.reduce_step(loss, self.ctx.stop.requested)  # every rank agrees
+                window.append(self.train_step(inputs, targets, global_size))
             self.position = Position(epoch, batch + 1, self.position.step + 1)
-            if not math.isfinite(loss):
-                last = self.ctx.run.checkpoint("last")
-                raise RunFailed(
-                    f"the loss became {loss} at step {self.position.step} (epoch {epoch + 1})",
-                    where=f"last good checkpoint: {last}"
-                    if last.exists()
-                    else "no checkpoint was written: the loss diverged before the first one",
-                    fix="lower optim.lr, set trainer.grad_clip, or check the data",
-                )
-            window_loss += loss
-            window_steps += 1
             window_samples += global_size
             epoch_samples += global_size
-            if (
+            report = (
                 self.position.step % t.log_every == 0
                 or batch + 1 == self.steps_per_epoch
                 or self.out_of_steps()
-            ):
-                now = time.perf_counter()
-                self.last_loss = window_loss / window_steps
-                self.ctx.reporter.emit(
-                    StepRecord(
-                        step=self.position.step,
-                        epoch=epoch,
-                        batch=batch + 1,
-                        loss=self.last_loss,
-                        lr=self.optimizer.param_groups[0]["lr"],
-                        samples_per_s=window_samples / max(now - window_start, 1e-9),
-                        rank=self.ctx.rank,
+            )
+            stop = False
+            if report or (self.ctx.world_size == 1 and self.ctx.stop.requested):
+                losses, stop = self.strategy.reduce_losses(torch.stack(window), self.ctx.stop.requested)
+                self.check_finite(losses, epoch)
+                if report:
+                    now = time.perf_counter()
+                    self.last_loss = sum(losses) / len(losses)
+                    self.ctx.reporter.emit(
+                        StepRecord(
+                            step=self.position.step,
+                            epoch=epoch,
+                            batch=batch + 1,
+                            loss=self.last_loss,
+                            lr=self.optimizer.param_groups[0]["lr"],
+                            samples_per_s=window_samples / max(now - window_start, 1e-9),
+                            rank=self.ctx.rank,
+                        )
                     )
-                )
-                window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, now
+                    window, window_samples, window_start = [], 0, now
             self.profiler.step()
             self.ctx.alive()
             if stop:
@@ -218,6 +216,21 @@ class SupervisedRecipe:
                 samples=epoch_samples,
                 rank=self.ctx.rank,
             )
+        )
+
+    def check_finite(self, losses: list[float], epoch: int) -> None:
+        """Fail the run at the first step of `losses` (the steps up to this one) whose loss is not finite."""
+        bad = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
+        if bad is None:
+            return
+        step = self.position.step - len(losses) + 1 + bad
+        last = self.ctx.run.checkpoint("last")
+        raise RunFailed(
+            f"the loss became {losses[bad]} at step {step} (epoch {epoch + 1})",
+            where=f"last good checkpoint: {last}"
+            if last.exists()
+            else "no checkpoint was written: the loss diverged before the first one",
+            fix="lower optim.lr, set trainer.grad_clip, or check the data",
         )
 
     def compiling(self, phase: str) -> contextlib.AbstractContextManager[Any]:
@@ -242,8 +255,9 @@ class SupervisedRecipe:
     def stopped_at(self) -> str:
         return f"at step {self.position.step} of {self.total_steps} ({self.stopped_why()})"
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int) -> float:
-        """One optimizer step over this rank's share of a global batch; returns its mean loss."""
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, global_size: int) -> torch.Tensor:
+        """One optimizer step over this rank's share of a global batch; its mean loss, as a tensor (the
+        caller reads it at the next report, so the step forces no host sync)."""
         device = self.ctx.device
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
@@ -251,27 +265,30 @@ class SupervisedRecipe:
             total = self.strategy.step(self.model, inputs, targets, self.objective)
         else:
             accum = self.trainer.grad_accum
-            pieces = list(zip(inputs.chunk(accum), targets.chunk(accum), strict=True))
-            total = 0.0
-            for i, (x, y) in enumerate(pieces):
-                last_piece = i == len(pieces) - 1  # gradients are synchronised once, on the last piece
+            pieces = list(zip(inputs.chunk(accum), targets.chunk(accum), strict=True)) if accum > 1 else None
+            total = None
+            for i, (x, y) in enumerate(pieces or [(inputs, targets)]):
+                last_piece = pieces is None or i == len(pieces) - 1  # gradients synchronise on the last
                 with contextlib.nullcontext() if last_piece else self.strategy.no_sync(self.model):
                     with self.precision.autocast():
-                        loss = self.training_loss(x, y) + self.regularization()
+                        loss = self.training_loss(x, y)
+                        if self.penalized:
+                            loss = loss + self.regularization()
                     # Weight each piece by its share of the global batch: gradients summed over
                     # pieces and averaged over ranks are then those of the global batch's mean loss.
                     weight = len(y) * self.loader.world_size / global_size
                     self.precision.backward(loss * weight if weight != 1.0 else loss)
-                total += loss.item() * len(y) / len(targets)
+                share = loss.detach().float() * (len(y) / len(targets)) if pieces else loss.detach()
+                total = share if total is None else total + share
         if self.trainer.grad_clip is not None:
             self.precision.unscale(self.optimizer)
             self.strategy.clip_grad_norm(self.model, self.trainer.grad_clip)
-        if math.isfinite(total):
-            self.precision.step(self.optimizer)
-            self.scheduler.step()
-            self.strategy.after_step(self.model)
-            if self.ema is not None:
-                self.ema.update(self.strategy.unwrap(self.model))
+        # A non-finite loss fails the run at the next report, before any checkpoint takes its weights.
+        self.precision.step(self.optimizer)
+        self.scheduler.step()
+        self.strategy.after_step(self.model)
+        if self.ema is not None:
+            self.ema.update(self.strategy.unwrap(self.model))
         return total
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

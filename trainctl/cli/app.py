@@ -111,6 +111,9 @@ def train(
         None, "--resume", help="Continue a run: RUN_DIR or 'latest'.", autocompletion=complete_run
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop; nothing is written."),
+    estimate: bool = typer.Option(
+        False, "--estimate", help="With --dry-run: measure a few steps and predict time and memory (as plan)."
+    ),
     reproduce: str | None = typer.Option(
         None,
         "--reproduce",
@@ -128,7 +131,17 @@ def train(
     if reproduce is not None:
         from trainctl.cli.train import reproduce_run
 
-        raise typer.Exit(reproduce_run(reproduce, overrides or [], tolerance, config or resume or dry_run))
+        other = config or resume or dry_run or estimate
+        raise typer.Exit(reproduce_run(reproduce, overrides or [], tolerance, other))
+    if estimate:
+        from trainctl.cli.estimate import estimate_command
+
+        if not dry_run or resume is not None:
+            raise TrainctlError(
+                "--estimate measures a new job without training it", fix="use train --dry-run --estimate"
+            )
+        estimate_command(overrides or [], config_file=config)
+        return
     run_train(overrides or [], config_file=config, resume=resume, dry_run=dry_run)
 
 
@@ -197,10 +210,46 @@ def plan(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="A preset-style YAML file to start from."
     ),
+    estimate: bool = typer.Option(
+        False, "--estimate", help="Run a few measured steps (nothing kept): time, memory, checkpoint size."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="--estimate: print the estimate as JSON."),
+    compare: bool = typer.Option(
+        False,
+        "--compare",
+        help="--estimate each variant of sweep overrides (parallel=ddp,fsdp launcher.nproc=1,2).",
+    ),
+    world: list[int] | None = typer.Option(None, "--world", help="--estimate: predict the step at N ranks."),
+    bandwidth: float | None = typer.Option(None, "--bandwidth", help="--world: link speed in Gbit/s (10)."),
+    latency: float | None = typer.Option(None, "--latency", help="--world: microseconds per message (20)."),
+    memory_budget: str | None = typer.Option(
+        None, "--memory-budget", help="--compare: memory the job may use (e.g. 8G) instead of what is free."
+    ),
 ) -> None:
-    """Show what a train command would do, without launching. Example: trainctl plan conf=mlp_mnist"""
+    """Show what a train command would do, without launching; --estimate measures how long it takes.
+    Example: trainctl plan conf=mlp_mnist --estimate"""
     from trainctl.cli.train import train as run_train
 
+    extras = as_json or compare or world or bandwidth is not None or latency is not None or memory_budget
+    if extras and not estimate:
+        raise TrainctlError(
+            "--json, --compare, --world, --bandwidth, --latency and --memory-budget go with --estimate",
+            fix="add --estimate",
+        )
+    if estimate:
+        from trainctl.cli.estimate import estimate_command
+
+        estimate_command(
+            overrides or [],
+            config_file=config,
+            as_json=as_json,
+            compare_variants=compare,
+            world=world,
+            bandwidth=bandwidth,
+            latency=latency,
+            memory_budget=memory_budget,
+        )
+        return
     run_train(overrides or [], config_file=config, dry_run=True)
 
 
@@ -502,11 +551,9 @@ def smoke(
 
 
 def main() -> None:
-    import os
-
     from trainctl.cli.completion_script import install_bash_script
-    from trainctl.runtime.threads import wait_policy_env
+    from trainctl.runtime.threads import apply_wait_policy, wait_policy
 
-    os.environ.update(wait_policy_env())  # before torch loads OpenMP in this process
+    apply_wait_policy(wait_policy())  # before torch loads OpenMP in this process (a one-process job's)
     install_bash_script()
     app()

@@ -39,7 +39,7 @@ def reproduce_run(target: str, overrides: Sequence[str], tolerance: float, other
     if other:
         raise TrainctlError(
             "--reproduce trains the run's own config.yaml as a new run",
-            fix="drop --config, --resume and --dry-run (overrides still apply on top)",
+            fix="drop --config, --resume, --dry-run and --estimate (overrides still apply on top)",
         )
 
     result = reproduce(target, overrides, tolerance=tolerance, on_note=show_note)

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SELF_CGROUP = Path("/proc/self/cgroup")
-# With libgomp's default (active) wait policy an idle OpenMP thread spins for a while before it
-# sleeps. On a box with other CPU-bound work, 2 threads then ran a plain MNIST MLP epoch in 43-75 s
-# against 4 s on 1 thread; with PASSIVE, 2 threads took 0.8-4.9 s (bench threads has the figures).
-# libgomp reads it once, when torch is imported, so it is set before that (cli main, worker start).
-WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
+LOADAVG = Path("/proc/loadavg")
+# The OpenMP wait policy (libgomp reads it once, when torch is imported, so it is decided before that:
+# cli main for a one-process job, the launcher for its workers). MNIST MLP, 1 process x 2 threads,
+# s/epoch on this 2-core box (bench/plain_mlp.py, median of 2 alternating runs each):
+#
+#   wait policy                               quiet box   one other CPU-bound process
+#   libgomp default (spin 300k, then sleep)     0.304        1.690
+#   OMP_WAIT_POLICY=ACTIVE                      0.308        1.745
+#   OMP_WAIT_POLICY=PASSIVE                     0.764        0.659
+#   GOMP_SPINCOUNT=1000                         0.332        0.987
+#   GOMP_SPINCOUNT=10000                        0.326        2.721
+#   1 thread (reference)                        0.518        0.687
+#
+# A passive wait puts each thread to sleep between the many short parallel regions of a step and
+# halves a small model's speed on a quiet box; a spinning thread steals the core that another process
+# needs, and no bounded spin count was good under load. So: libgomp's default when the job's threads
+# fit the CPUs that nothing else is using, PASSIVE only when they do not (oversubscribed).
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+# Set beside a wait policy that trainctl chose (not the user), so a later decision may replace it.
+OURS = "TRAINCTL_OMP_WAIT"
 
 
 @dataclass(frozen=True)
@@ -130,10 +147,61 @@ def thread_budget(
     return ThreadBudget(max(1, cpus // workers), source)
 
 
-def wait_policy_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The OpenMP wait policy to give a process that has not imported torch yet; the user's own
-    OMP_WAIT_POLICY or GOMP_SPINCOUNT wins."""
+def runnable_elsewhere(loadavg: Path = LOADAVG, samples: int = 5) -> int:
+    """Processes running or ready to run right now besides this one (the kernel's runnable count in
+    /proc/loadavg, the median of a few samples 2 ms apart); 0 where it cannot be read."""
+    counts: list[int] = []
+    for i in range(samples):
+        try:
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]))
+        except (OSError, IndexError, ValueError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(0.002)
+    return max(0, sorted(counts)[len(counts) // 2] - 1)
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """The OpenMP wait variables to give processes that have not imported torch yet, and why."""
+
+    env: dict[str, str]
+    reason: str
+
+
+def wait_policy(
+    threads_on_host: int | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cpus: int | None = None,
+    busy_elsewhere: int | None = None,
+) -> WaitPolicy:
+    """libgomp's default wait when the job's `threads_on_host` (all its local workers' threads; None:
+    the default budget, every usable CPU) fit the CPUs that `busy_elsewhere` other runnable processes
+    leave free; PASSIVE when they do not. The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins."""
     environ = os.environ if environ is None else environ
-    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
-        return {}
-    return dict(WAIT_POLICY)
+    if OURS not in environ and any(name in environ for name in WAIT_VARIABLES):
+        return WaitPolicy({}, "set by the user")
+    if cpus is None:
+        cpus = usable_cpus()[0]
+    threads = cpus if threads_on_host is None else threads_on_host
+    busy = runnable_elsewhere() if busy_elsewhere is None else busy_elsewhere
+    free = max(0, cpus - busy)
+    if threads <= free or threads <= 1:
+        return WaitPolicy({}, f"libgomp default: {threads} thread(s) fit {free} free CPU(s) of {cpus}")
+    return WaitPolicy(
+        {**PASSIVE, OURS: "1"},
+        f"PASSIVE: {threads} thread(s) on {cpus} CPU(s) with {busy} other process(es) running",
+    )
+
+
+def apply_wait_policy(policy: WaitPolicy, environ: MutableMapping[str, str] | None = None) -> None:
+    """Put `policy` into `environ` (default os.environ), replacing a policy trainctl set earlier; the
+    user's own variables stay."""
+    environ = os.environ if environ is None else environ
+    if policy.reason == "set by the user":
+        return
+    if OURS in environ:
+        for name in (*WAIT_VARIABLES, OURS):
+            environ.pop(name, None)
+    environ.update(policy.env)

@@ -24,7 +24,7 @@ from trainctl.runs.run_dir import RunDir
 from trainctl.runtime.launch.rank import elastic_worker, error_file, rank_log
 from trainctl.runtime.launch.rendezvous import RendezvousDeadline, probe_store, rendezvous_error
 from trainctl.runtime.launch.stall import Stall, StallWatch
-from trainctl.runtime.threads import wait_policy_env
+from trainctl.runtime.threads import OURS, WAIT_VARIABLES, apply_wait_policy, wait_policy
 
 TAIL_LINES = 20
 
@@ -87,7 +87,7 @@ def run_elastic(
         run.logs, rdzv_timeout, rdzv_endpoint, stopper.rendezvous_expired, lambda: console.fd
     )
     try:
-        with worker_environment(plan), console, deadline, watch, RankView(run.logs, ranks):
+        with worker_environment(plan, nproc), console, deadline, watch, RankView(run.logs, ranks):
             prepare_start_method(start_method)
             if nnodes > 1:
                 probe_store(rdzv_endpoint, rdzv_timeout, run.logs / "agent.log")
@@ -143,21 +143,22 @@ def prepare_start_method(start_method: str) -> None:
 
 
 @contextlib.contextmanager
-def worker_environment(plan: Plan) -> Iterator[None]:
+def worker_environment(plan: Plan, local_workers: int) -> Iterator[None]:
     """Variables the agent and the workers read, set for the launch and restored after it.
 
-    The workers' process is started from it (spawn/forkserver), before torch loads OpenMP there."""
+    The workers' process is started from it (spawn/forkserver), before torch loads OpenMP there; the
+    OpenMP wait policy is decided for all `local_workers` workers' threads together."""
     values = {
         "OMP_NUM_THREADS": str(plan.threads_per_worker),
-        **wait_policy_env(),
         LAUNCHER_PID: str(os.getpid()),  # rank 0 joins this process's hold on the run
         # Workers host their own store for each attempt instead of sharing the agent's rendezvous
         # store: with the shared store, gloo's connectFullMesh after a restart was refused or hung in
         # about half of our kill-and-restart trials here; with this setting 6 of 6 restarted cleanly.
         "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1"),
     }
-    saved = {name: os.environ.get(name) for name in values}
+    saved = {name: os.environ.get(name) for name in (*values, *WAIT_VARIABLES, OURS)}
     os.environ.update(values)
+    apply_wait_policy(wait_policy(plan.threads_per_worker * local_workers))
     try:
         yield
     finally:

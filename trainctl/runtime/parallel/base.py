@@ -107,8 +107,8 @@ class Strategy:
 
     def step(
         self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, objective: Objective
-    ) -> float:
-        """Forward and backward of a whole batch, for modes with `owns_step`."""
+    ) -> torch.Tensor:
+        """Forward and backward of a whole batch, for modes with `owns_step`; its loss (a 0-d tensor)."""
         raise NotImplementedError
 
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> None:
@@ -117,12 +117,14 @@ class Strategy:
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step (local SGD averages parameters here)."""
 
-    def reduce_step(self, loss: float, stop: bool) -> tuple[float, bool]:
-        """The mean loss over ranks and whether any rank asked to stop (collective)."""
+    def reduce_losses(self, losses: torch.Tensor, stop: bool) -> tuple[list[float], bool]:
+        """Each step's loss (`losses`: this rank's, one per step since the last report) as the mean over
+        ranks, and whether any rank asked to stop (collective: one all-reduce for all those steps)."""
         if self.world_size == 1:
-            return loss, stop
-        values = all_reduce_sum(torch.tensor([loss, float(stop)], dtype=torch.float64, device=self.device))
-        return values[0].item() / self.world_size, values[1].item() > 0
+            return losses.tolist(), stop
+        flag = torch.tensor([float(stop)], dtype=torch.float64, device=losses.device)
+        values = all_reduce_sum(torch.cat([losses.double(), flag]))
+        return (values[:-1] / self.world_size).tolist(), values[-1].item() > 0
 
     def evaluate(
         self, model: nn.Module, split: Split, objective: Objective, batch_size: int

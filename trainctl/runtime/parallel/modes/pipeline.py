@@ -145,7 +145,7 @@ class PipelineParallel(Strategy):
 
     def step(
         self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, objective: Objective
-    ) -> float:
+    ) -> torch.Tensor:
         """One training batch through the pipeline; the mean loss (on the last stage, 0 elsewhere)."""
         schedule = self.schedule("train", objective)
         losses: list[torch.Tensor] = []
@@ -155,11 +155,13 @@ class PipelineParallel(Strategy):
             schedule.step(target=targets, losses=losses)
         else:
             schedule.step()
-        return torch.stack(losses).mean().item() if losses else 0.0
+        return torch.stack(losses).detach().float().mean() if losses else torch.zeros(())
 
-    def reduce_step(self, loss: float, stop: bool) -> tuple[float, bool]:
-        values = all_reduce_sum(torch.tensor([loss if self.last else 0.0, float(stop)], dtype=torch.float64))
-        return values[0].item(), values[1].item() > 0
+    def reduce_losses(self, losses: torch.Tensor, stop: bool) -> tuple[list[float], bool]:
+        """The last stage's losses (the only ones measured) on every rank, and any rank's stop request."""
+        mine = losses.double() if self.last else torch.zeros(len(losses), dtype=torch.float64)
+        values = all_reduce_sum(torch.cat([mine, torch.tensor([float(stop)], dtype=torch.float64)]))
+        return values[:-1].tolist(), values[-1].item() > 0
 
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> None:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
