@@ -36,6 +36,7 @@ class Registry(Generic[B]):
         self.package = package
         self._entries: dict[str, Entry[B]] = {}
         self._discovered = False
+        self._target: Entry[B] | None = None  # builds a section that names a `_target_` (a dotted path)
 
     def register(self, name: str, schema: type, **hooks: Callable[..., Any]) -> Callable[[B], B]:
         """Decorator: register `build` under `name` with its config dataclass `schema`."""
@@ -44,6 +45,16 @@ class Registry(Generic[B]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = Entry(name, schema, build, dict(hooks))
+            return build
+
+        return decorator
+
+    def register_target(self, schema: type, **hooks: Callable[..., Any]) -> Callable[[B], B]:
+        """Decorator: `build` makes the component of a section whose name is a dotted `_target_` path
+        (the user's class); `schema` holds the section's trainctl keys, the rest go to the target."""
+
+        def decorator(build: B) -> B:
+            self._target = Entry("_target_", schema, build, dict(hooks))
             return build
 
         return decorator
@@ -70,6 +81,13 @@ class Registry(Generic[B]):
             importlib.import_module(module)
 
     def get(self, name: str) -> Entry[B]:
+        if "." in name:  # registered names have no dot: a dotted name is a `_target_` path
+            if self._target is None:
+                raise TrainctlError(
+                    f"a {self.kind} cannot be built from a _target_ ('{name}')",
+                    fix=f"choose one of: {', '.join(self.names())}",
+                )
+            return Entry(name, self._target.schema, self._target.build, self._target.hooks)
         if name not in self._entries and not self._discovered:
             self._import_named(name)
         if name not in self._entries:

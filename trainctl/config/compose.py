@@ -13,7 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainctl.config.schema import Config
-from trainctl.config.validate import REGISTRY_SECTIONS, apply_override, to_config, typed_tree
+from trainctl.config.targets import TARGET, is_target_section, trainctl_keys
+from trainctl.config.validate import REGISTRY_SECTIONS, apply_override, registry, to_config, typed_tree
 from trainctl.errors import TrainctlError, suggestion
 
 GROUP_ALIASES = {"conf": "preset"}  # `conf=NAME` picks a preset
@@ -144,11 +145,36 @@ def compose(
         origin = f"config file {config_file}" if config_file else f"preset '{preset}'"
     raw = OmegaConf.create(OmegaConf.to_container(raw))
     raw["preset"] = preset
+    parsed.values = [v for v in parsed.values if not retarget(raw, *v, notes)]
     tree = typed_tree(raw, origin)
     for key, value, text in parsed.values:
         apply_override(tree, key, value, text)
     config, tree = to_config(tree)
     return Composed(config, tree, parsed.texts, notes)
+
+
+def retarget(raw: DictConfig, key: str, value: Any, text: str, notes: list[str]) -> bool:
+    """Apply a `SECTION._target_=path` override to the raw tree (before typing: it picks the schema);
+    the section keeps trainctl's own keys (optim.lr) and drops the old option's, with a note."""
+    section, _, leaf = key.partition(".")
+    if leaf != TARGET or section not in REGISTRY_SECTIONS:
+        return False
+    old = raw.get(section)
+    if is_target_section(old) and old[TARGET] == value:
+        return True
+    kept = (
+        trainctl_keys(registry(section).get(str(value)).schema)
+        if isinstance(value, str) and "." in value
+        else []
+    )
+    node = {TARGET: value}
+    for k in [str(k) for k in old or {} if k != "name"]:
+        if k in kept:
+            node[k] = old[k]
+        else:
+            notes.append(f"{section}.{k} does not apply to {section}._target_={value}; dropped")
+    raw[section] = node
+    return True
 
 
 def compose_groups(
@@ -185,6 +211,11 @@ def compose_groups(
         raise TrainctlError(
             f"cannot compose the config: {str(exc).splitlines()[0]}", where=str(preset_path)
         ) from None
+    for section in REGISTRY_SECTIONS:  # a preset's inline `_target_` section replaces the default option
+        if is_target_section(node.get(section)) and section not in {
+            KEY_ALIASES.get(g, g) for g, _ in choices
+        }:
+            cfg[section] = node[section]
     return cfg, preset, notes
 
 
@@ -206,8 +237,10 @@ def drop_inapplicable(preset: DictConfig, switched: list[tuple[str, str]]) -> li
         values = preset.get(section)
         if not isinstance(values, DictConfig):
             continue
-        name = OmegaConf.load(option_file(group, option)).get("name")
+        option_node = OmegaConf.load(option_file(group, option))
+        name = option_node.get("name") or option_node.get(TARGET)
         keys = {f.name for f in dataclasses.fields(section_schema(section, name))}
+        keys |= {str(k) for k in option_node} if TARGET in option_node else set()
         for key in [str(k) for k in values if k not in keys]:
             del values[key]
             notes.append(f"the preset's {section}.{key} does not apply to {group}={option}; dropped")
