@@ -92,8 +92,27 @@ def groups() -> list[str]:
 
 
 def options(group: str) -> list[str]:
-    """The options of a group: its YAML files without the suffix, in every config folder."""
-    return sorted({p.stem for folder in config_folders() for p in (folder / group).glob("*.yaml")})
+    """The options of a group: its YAML files without the suffix, in every config folder, and the
+    components that installed plugins registered for it."""
+    files = {p.stem for folder in config_folders() for p in (folder / group).glob("*.yaml")}
+    return sorted(files | set(plugin_options(group)))
+
+
+def plugin_options(group: str) -> dict[str, str]:
+    """Option -> plugin, for the names installed plugins registered in the group's registry."""
+    section = KEY_ALIASES.get(group, group)
+    if section not in REGISTRY_SECTIONS:
+        return {}
+    chosen = registry(section)
+    return {name: chosen.origins[name] for name in chosen.plugin_names()}
+
+
+def option_node(group: str, option: str) -> DictConfig:
+    """An option as config nodes: its YAML file, or a plugin's component with its schema's defaults."""
+    path = find_option(group, option)
+    if path is None and option in plugin_options(group):
+        return OmegaConf.create({"name": option})
+    return load_yaml(option_file(group, option))
 
 
 def find_option(group: str, option: str) -> Path | None:
@@ -106,8 +125,10 @@ def find_option(group: str, option: str) -> Path | None:
 
 
 def option_origin(group: str, option: str) -> str:
-    """Where an option comes from: 'built-in' or the user's config folder."""
-    return origin(option_file(group, option).parents[1])
+    """Where an option comes from: 'built-in', the user's config folder, or the plugin that registered it."""
+    path = find_option(group, option)
+    plugin = plugin_options(group).get(option) if path is None else None
+    return plugin or origin(option_file(group, option).parents[1])
 
 
 def option_file(group: str, option: str) -> Path:
@@ -133,6 +154,9 @@ def option_file(group: str, option: str) -> Path:
 
 def describe(group: str, option: str) -> str:
     """The first comment line of an option's YAML file: its one-line description."""
+    if find_option(group, option) is None and option in plugin_options(group):
+        schema = registry(KEY_ALIASES.get(group, group)).get(option).schema
+        return (schema.__doc__ or "").strip().splitlines()[0] if schema.__doc__ else ""
     for line in option_file(group, option).read_text().splitlines():
         text = line.strip()
         if text.startswith("#") and not text.startswith("# @package"):
@@ -267,7 +291,10 @@ def compose_groups(
 
     overrides = []
     for group, option in choices:
-        option_file(group, option)  # a friendly error before Hydra's
+        if find_option(group, option) is None and option in plugin_options(group):
+            ConfigStore.instance().store(group=group, name=option, node=option_node(group, option))
+        else:
+            option_file(group, option)  # a friendly error before Hydra's
         if group != "preset":
             overrides.append(f"{group}={option}")
     if config_file is not None:
@@ -347,10 +374,10 @@ def drop_inapplicable(preset: DictConfig, switched: list[tuple[str, str]]) -> li
         values = preset.get(section)
         if not isinstance(values, DictConfig):
             continue
-        option_node = OmegaConf.load(option_file(group, option))
-        name = option_node.get("name") or option_node.get(TARGET)
+        node = option_node(group, option)
+        name = node.get("name") or node.get(TARGET)
         keys = {f.name for f in dataclasses.fields(section_schema(section, name))}
-        keys |= {str(k) for k in option_node} if TARGET in option_node else set()
+        keys |= {str(k) for k in node} if TARGET in node else set()
         for key in [str(k) for k in values if k not in keys]:
             del values[key]
             notes.append(f"the preset's {section}.{key} does not apply to {group}={option}; dropped")
