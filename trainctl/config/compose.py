@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainctl.config.schema import Config
-from trainctl.config.targets import TARGET, is_target_section, trainctl_keys
+from trainctl.config.targets import TARGET, TARGET_ONLY_SECTIONS, is_target_section, trainctl_keys
 from trainctl.config.validate import REGISTRY_SECTIONS, apply_override, registry, to_config, typed_tree
 from trainctl.errors import TrainctlError, suggestion
 
@@ -256,6 +256,9 @@ def retarget(raw: DictConfig, key: str, value: Any, text: str, notes: list[str])
     """Apply a `SECTION._target_=path` override to the raw tree (before typing: it picks the schema);
     the section keeps trainctl's own keys (optim.lr) and drops the old option's, with a note."""
     section, _, leaf = key.partition(".")
+    if leaf == TARGET and section in TARGET_ONLY_SECTIONS:
+        raw[section] = {TARGET: value}
+        return True
     if leaf != TARGET or section not in REGISTRY_SECTIONS:
         return False
     old = raw.get(section)

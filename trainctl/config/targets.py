@@ -367,6 +367,29 @@ def target_section(cfg: Any) -> dict[str, Any]:
     return {TARGET: cfg.target, **cfg.arguments}
 
 
+# Sections that only take a `_target_` (null: trainctl's own): kind, positional arguments, provided names.
+SCHEDULER_INPUTS = ("total_steps", "steps_per_epoch", "epochs", "T_max")
+TARGET_ONLY_SECTIONS: dict[str, tuple[Kind, int, tuple[str, ...]]] = {
+    "scheduler": (SCHEDULER, 1, SCHEDULER_INPUTS),  # gets the optimizer first
+    "loss": (LOSS, 0, ()),
+}
+
+
+def check_target_only(section: str, node: Mapping[str, Any]) -> Targeted:
+    """A `scheduler` or `loss` section, checked against its target's signature, in its typed form."""
+    kind, positional, provided = TARGET_ONLY_SECTIONS[section]
+    if not is_target_section(node):
+        raise TrainctlError(
+            f"config section '{section}' takes a _target_ (or null)",
+            where=section,
+            fix=f"e.g. {section}._target_=torch.optim.lr_scheduler.StepLR"
+            if section == "scheduler"
+            else f"e.g. {section}._target_=torch.nn.SmoothL1Loss",
+        )
+    check_call(node, kind, section, provided=provided, positional=positional)
+    return Targeted(str(node[TARGET]), {k: v for k, v in node.items() if k != TARGET})
+
+
 def is_target(cfg: Any) -> bool:
     """Whether a typed section was built from a `_target_`."""
     return bool(getattr(cfg, "target", None)) and hasattr(cfg, "arguments")
