@@ -75,6 +75,10 @@ def as_kinds(kinds: Kinds) -> tuple[Kind, ...]:
     return (kinds,) if isinstance(kinds, Kind) else tuple(kinds)
 
 
+def bases_of(kinds: tuple[Kind, ...]) -> tuple[type, ...]:
+    return tuple(c for k in kinds for c in k.classes())
+
+
 def is_target_section(node: Any) -> bool:
     """Whether a config section (a mapping) builds its component from a `_target_`."""
     return isinstance(node, Mapping) and TARGET in node
@@ -195,8 +199,7 @@ def check_allowed(path: str, obj: Any, kinds: tuple[Kind, ...], where: str) -> N
             path, f"it is {origin_top}.{getattr(obj, '__qualname__', '?')}, from the standard library", where
         )
     if inspect.isclass(obj):
-        bases = tuple(c for k in kinds for c in k.classes())
-        if not issubclass(obj, bases):
+        if not issubclass(obj, bases_of(kinds)):
             raise TrainctlError(
                 f"target '{path}' is a class of the wrong kind: {kinds[0].name} needs a subclass of {wanted}",
                 where=where,
@@ -332,8 +335,7 @@ def instantiate(
         raise TrainctlError(
             f"building {section[TARGET]} failed: {type(cause).__name__}: {cause}", where=where
         ) from exc
-    bases = tuple(c for k in kinds for c in k.classes())
-    if not isinstance(built, bases):
+    if not isinstance(built, bases_of(kinds)):
         raise TrainctlError(
             f"{section[TARGET]} built a {type(built).__name__}, not a {kinds[0].describe()}",
             where=where,
