@@ -21,6 +21,7 @@ class DataInfo:
     spec: DataSpec
     train_samples: int | None
     test_samples: int | None
+    notes: tuple[str, ...] = ()  # what the plan should say about the data (files left out)
 
 
 def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
