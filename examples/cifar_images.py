@@ -24,7 +24,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     return images, list(batch[b"labels"])
 
 
-def write(images: np.ndarray, labels: list[int], names: list[str], folder: Path, per_class: int | None) -> int:
+def write(
+    images: np.ndarray, labels: list[int], names: list[str], folder: Path, per_class: int | None
+) -> int:
     written = {name: 0 for name in names}
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         name = names[label]

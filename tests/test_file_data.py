@@ -58,7 +58,12 @@ def test_decode_takes_any_mode_and_applies_exif_rotation(tmp_path: Path) -> None
 def test_image_folder_batches_are_the_same_with_workers_and_resume_mid_epoch(tmp_path: Path) -> None:
     folder = write_image_folder(tmp_path / "images")
     info = prepare_dataset(image_config(folder))
-    assert (info.spec.input_shape, info.spec.num_outputs, info.train_samples, info.test_samples) == ((3, 8, 8), 2, 12, 6)
+    assert (info.spec.input_shape, info.spec.num_outputs, info.train_samples, info.test_samples) == (
+        (3, 8, 8),
+        2,
+        12,
+        6,
+    )
     in_rank = load_dataset(image_config(folder, "data.workers=0"))
     in_workers = load_dataset(image_config(folder, "data.workers=2"))
     assert in_workers.class_names == ["cat", "dog"]
@@ -70,7 +75,9 @@ def test_image_folder_batches_are_the_same_with_workers_and_resume_mid_epoch(tmp
     for rank in (0, 1):
         expected, got = epoch(in_rank, rank), epoch(in_workers, rank)
         assert len(got) == 3 and all(x.shape == (2, 3, 8, 8) for x, _ in got)
-        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(expected, got, strict=True))
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(expected, got, strict=True)
+        )
         resumed = epoch(in_workers, rank, start=1)  # a run resumed after the first batch reads the same rest
         assert all(torch.equal(a[0], b[0]) for a, b in zip(got[1:], resumed, strict=True))
     shares = [y for rank in (0, 1) for _, y in epoch(in_workers, rank)]
@@ -112,7 +119,9 @@ def test_bad_image_folders_exit_2_and_write_nothing(tmp_path: Path, layout: str,
     assert not runs.exists()
     if layout == "truncated":
         assert str(folder / "train" / "dog" / "0.jpg") in result.stderr
-        skipped = trainctl(*args, "data.skip_bad=true", "trainer.epochs=1", "data.workers=0", runs=runs, env=env)
+        skipped = trainctl(
+            *args, "data.skip_bad=true", "trainer.epochs=1", "data.workers=0", runs=runs, env=env
+        )
         assert skipped.returncode == 0, skipped.stderr
         assert "1 unreadable image(s) left out" in skipped.stdout + skipped.stderr
 
@@ -175,16 +184,28 @@ def test_table_classification_and_regression_from_csv_and_parquet(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("no_label", "the table has no label column 'label'"), ("nan", "feature 'b' is nan (missing or not finite) in data row 8")],
+    [
+        ("no_label", "the table has no label column 'label'"),
+        ("nan", "feature 'b' is nan (missing or not finite) in data row 8"),
+    ],
 )
 def test_bad_tables_exit_2_and_write_nothing(tmp_path: Path, kind: str, message: str) -> None:
-    csv = write_table(tmp_path / "rows.csv", label="target" if kind == "no_label" else "label", nan=kind == "nan")
+    csv = write_table(
+        tmp_path / "rows.csv", label="target" if kind == "no_label" else "label", nan=kind == "nan"
+    )
     runs = tmp_path / "runs"
     result = trainctl(
-        "train", "dataset=table", f"data.path={csv}", f"data.cache_dir={tmp_path / 'cache'}", *ONE_PROCESS, runs=runs
+        "train",
+        "dataset=table",
+        f"data.path={csv}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        *ONE_PROCESS,
+        runs=runs,
     )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not runs.exists()
     with pytest.raises(TrainctlError):
-        load_dataset(compose(["dataset=table", f"data.path={csv}", f"data.cache_dir={tmp_path / 'c2'}"]).config.data)
+        load_dataset(
+            compose(["dataset=table", f"data.path={csv}", f"data.cache_dir={tmp_path / 'c2'}"]).config.data
+        )

@@ -1,4 +1,4 @@
-"""Image files as model inputs: decode any JPEG/PNG/WebP (any mode, EXIF rotation) to a square RGB uint8 tensor."""
+"""Image files as model inputs: any JPEG/PNG/WebP (any mode, EXIF rotation) to a square RGB uint8 array."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def decode_error(path: Path | str, size: int) -> str | None:
 
 
 def normalisation(mean: tuple[float, ...], std: tuple[float, ...], size: int) -> Normalisation:
-    return Normalisation(f"uint8 pixels 0..255, shape (N, 3, {size}, {size}), R, G, B planes", 255.0, mean, std)
+    return Normalisation(
+        f"uint8 pixels 0..255, shape (N, 3, {size}, {size}), R, G, B planes", 255.0, mean, std
+    )
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ def read_images(paths: list[Path], size: int, norm: Normalisation) -> torch.Tens
             raise TrainctlError(f"file not found: {path}", fix="give image files (JPEG, PNG, WebP)")
         why = decode_error(path, size)
         if why is not None:
-            raise TrainctlError(f"cannot read the image: {why}", where=str(path), fix="give a JPEG, PNG or WebP file")
+            raise TrainctlError(
+                f"cannot read the image: {why}", where=str(path), fix="give a JPEG, PNG or WebP file"
+            )
         images.append(decode(path, size))
     return norm.apply(torch.from_numpy(np.stack(images)))
 

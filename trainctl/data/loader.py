@@ -66,5 +66,6 @@ class BatchLoader:
         chunks = [self.global_batch_indices(order, step) for step in steps]
         mine = (c.tensor_split(self.world_size)[self.rank] if self.world_size > 1 else c for c in chunks)
         seeds = (batch_seed(self.seed, epoch, step, self.rank) for step in steps)
-        for step, chunk, (inputs, targets) in zip(steps, chunks, self.split.batches(mine, seeds), strict=True):
+        batches = self.split.batches(mine, seeds)  # read ahead by worker processes for file-backed splits
+        for step, chunk, (inputs, targets) in zip(steps, chunks, batches, strict=True):
             yield step, inputs, targets, len(chunk)

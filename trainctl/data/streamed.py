@@ -178,4 +178,6 @@ class LazyInputs:
 
     def __getitem__(self, key: slice | int | torch.Tensor) -> torch.Tensor:
         index = torch.arange(len(self.split))[key]
-        return self.split.batch(index.reshape(-1))[0] if index.dim() else self.split.batch(index.view(1))[0][0]
+        return (
+            self.split.batch(index.reshape(-1))[0] if index.dim() else self.split.batch(index.view(1))[0][0]
+        )

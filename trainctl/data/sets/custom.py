@@ -1,4 +1,4 @@
-"""The user's own map-style torch Dataset (data.train._target_, data.test._target_), read in DataLoader workers.
+"""The user's own map-style torch Dataset (data.train._target_, data.test._target_), read by DataLoader.
 
 Each of `data.train` and `data.test` is a component section (`_target_` and its arguments, Hydra's
 instantiate semantics, checked by the same rule as every `_target_`). Without `data.test`, a seeded
@@ -40,7 +40,7 @@ def build(section: dict[str, Any], key: str) -> Dataset:
         raise TrainctlError(
             f"{key} names no Dataset class",
             where=key,
-            fix=f"{key}._target_=mymodule.MyDataset (a map-style torch.utils.data.Dataset), plus its arguments",
+            fix=f"{key}._target_=mymodule.MyDataset (a map-style torch Dataset), plus its arguments",
         )
     built = instantiate(section, where=key, kind=Dataset)
     if not (hasattr(built, "__getitem__") and hasattr(built, "__len__")):
@@ -87,8 +87,12 @@ def labels_of(dataset: Dataset, regression: bool) -> torch.Tensor:
     if isinstance(dataset, Subset):
         base = getattr(dataset.dataset, "targets", None)
         known = torch.as_tensor(base)[list(dataset.indices)] if base is not None else None
-    values = torch.as_tensor(known) if known is not None else torch.stack(
-        [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    values = (
+        torch.as_tensor(known)
+        if known is not None
+        else torch.stack(
+            [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+        )
     )
     return values.float().view(len(values), -1) if regression else values.long()
 

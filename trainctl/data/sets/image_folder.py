@@ -77,7 +77,9 @@ def image_folder(cfg: ImageFolderConfig) -> Path:
     folder = Path(cfg.path).expanduser()
     folder = folder if folder.is_absolute() else Path(cfg.root).expanduser() / folder
     if not folder.is_dir():
-        raise TrainctlError(f"no such folder: {folder}", where=f"data.path={cfg.path}", fix="give an image folder")
+        raise TrainctlError(
+            f"no such folder: {folder}", where=f"data.path={cfg.path}", fix="give an image folder"
+        )
     return folder
 
 
@@ -154,7 +156,9 @@ def list_images(cfg: ImageFolderConfig) -> Listing:
 
 
 def files_split(folder: Path, pairs: list[tuple[Path, int]], cfg: ImageFolderConfig, *, train: bool) -> Split:
-    dataset = ImageFiles(folder, [str(p.relative_to(folder)) for p, _ in pairs], [c for _, c in pairs], cfg.image_size)
+    dataset = ImageFiles(
+        folder, [str(p.relative_to(folder)) for p, _ in pairs], [c for _, c in pairs], cfg.image_size
+    )
     norm = normalisation(tuple(cfg.mean), tuple(cfg.std), cfg.image_size)
     return DatasetSplit(
         dataset, labels=lambda: dataset.labels, collate=Decoded(norm), workers=cfg.workers, persistent=train
@@ -162,7 +166,9 @@ def files_split(folder: Path, pairs: list[tuple[Path, int]], cfg: ImageFolderCon
 
 
 def spec(cfg: ImageFolderConfig, classes: list[str]) -> DataSpec:
-    return DataSpec(input_shape=(3, cfg.image_size, cfg.image_size), num_outputs=len(classes), task=Task.classification)
+    return DataSpec(
+        input_shape=(3, cfg.image_size, cfg.image_size), num_outputs=len(classes), task=Task.classification
+    )
 
 
 def check_channels(cfg: ImageFolderConfig) -> None:
@@ -177,7 +183,9 @@ def prepare(cfg: ImageFolderConfig, download: bool) -> DataInfo:
     check_channels(cfg)
     listing = list_images(cfg)
     skipped = f"data.skip_bad: {len(listing.skipped)} unreadable image(s) left out" if listing.skipped else ""
-    return DataInfo(spec(cfg, listing.classes), len(listing.train), len(listing.test), (skipped,) if skipped else ())
+    return DataInfo(
+        spec(cfg, listing.classes), len(listing.train), len(listing.test), (skipped,) if skipped else ()
+    )
 
 
 @DATASETS.register("image_folder", ImageFolderConfig, prepare=prepare)

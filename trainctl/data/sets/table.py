@@ -47,7 +47,9 @@ class TableConfig(DataConfig):
     label: str = "label"  # the label column
     features: list[str] | None = None  # the feature columns; null: every other column
     task: TableTask = TableTask.auto
-    workers: int | None = ranged(0, "[0, inf)")  # reading processes per rank; 0: in the rank (a map read is cheap)
+    workers: int | None = ranged(
+        0, "[0, inf)"
+    )  # reading processes per rank; 0: in the rank (a map read is cheap)
     cache_dir: str = "${oc.env:TRAINCTL_CACHE_DIR,'~/.cache/trainctl/cache'}"  # the memory maps live here
 
 
@@ -55,7 +57,11 @@ def table_path(cfg: TableConfig, value: str, key: str) -> Path:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else Path(cfg.root).expanduser() / path
     if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise TrainctlError(f"not a CSV or Parquet file: {path.name}", where=f"{key}={value}", fix="give a .csv or .parquet file")
+        raise TrainctlError(
+            f"not a CSV or Parquet file: {path.name}",
+            where=f"{key}={value}",
+            fix="give a .csv or .parquet file",
+        )
     if not path.is_file():
         raise TrainctlError(f"file not found: {path}", where=f"{key}={value}")
     return path
@@ -113,17 +119,28 @@ def convert(path: Path, cfg: TableConfig) -> Mapped:
     missing = [f for f in features if f not in names]
     if missing or not features:
         raise TrainctlError(
-            f"feature columns not in the table: {', '.join(missing)}" if missing else "the table has no feature columns",
+            f"feature columns not in the table: {', '.join(missing)}"
+            if missing
+            else "the table has no feature columns",
             where=str(path),
             fix=f"data.features=[...] from: {', '.join(n for n in names if n != cfg.label)}",
         )
     stat = path.stat()
-    key = hashlib.sha256(json.dumps([str(path), stat.st_size, stat.st_mtime_ns, cfg.label, features]).encode())
+    key = hashlib.sha256(
+        json.dumps([str(path), stat.st_size, stat.st_mtime_ns, cfg.label, features]).encode()
+    )
     folder = Path(cfg.cache_dir).expanduser() / "tables" / key.hexdigest()[:24]
     meta = folder / "meta.json"
     if meta.is_file():
         found = json.loads(meta.read_text())
-        return Mapped(folder / "features.f32", folder / "labels.npy", found["rows"], features, found["label_names"], found["kind"])
+        return Mapped(
+            folder / "features.f32",
+            folder / "labels.npy",
+            found["rows"],
+            features,
+            found["label_names"],
+            found["kind"],
+        )
     folder.mkdir(parents=True, exist_ok=True)
     rows, kinds = 0, set()
     text_labels: list[np.ndarray] = []
@@ -145,7 +162,8 @@ def convert(path: Path, cfg: TableConfig) -> Mapped:
             if len(bad):
                 row, col = bad[0]
                 raise TrainctlError(
-                    f"feature '{features[col]}' is {matrix[row, col]} (missing or not finite) in data row {rows + row + 1}"
+                    f"feature '{features[col]}' is {matrix[row, col]} (missing or not finite) "
+                    f"in data row {rows + row + 1}"
                     + (f" ({len(bad) - 1} more)" if len(bad) > 1 else ""),
                     where=str(path),
                     fix="fill or drop the rows with missing values",
@@ -213,7 +231,11 @@ class TableRows(Dataset):
         return torch.from_numpy(inputs), self.target_tensor(targets)
 
     def target_tensor(self, values: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(values).long() if self.classification else torch.from_numpy(values).float().view(-1, 1)
+        return (
+            torch.from_numpy(values).long()
+            if self.classification
+            else torch.from_numpy(values).float().view(-1, 1)
+        )
 
     def all_labels(self) -> torch.Tensor:
         return self.target_tensor(np.asarray(self.maps()[1][self.rows]))
@@ -247,12 +269,18 @@ def classes_of(mapped: Mapped) -> tuple[list[str], int]:
 
 def layout(cfg: TableConfig) -> Layout:
     if not cfg.path:
-        raise TrainctlError("dataset=table needs data.path", where="data.path", fix="data.path=FILE.csv or FILE.parquet")
+        raise TrainctlError(
+            "dataset=table needs data.path", where="data.path", fix="data.path=FILE.csv or FILE.parquet"
+        )
     train = convert(table_path(cfg, cfg.path, "data.path"), cfg)
     test = convert(table_path(cfg, cfg.test_path, "data.test_path"), cfg) if cfg.test_path else train
     task = cfg.task
     if task is TableTask.auto:
-        task = TableTask.regression if "float" in (train.label_kind, test.label_kind) else TableTask.classification
+        task = (
+            TableTask.regression
+            if "float" in (train.label_kind, test.label_kind)
+            else TableTask.classification
+        )
     if task is TableTask.regression and "text" in (train.label_kind, test.label_kind):
         raise TrainctlError("data.task=regression needs numeric labels", where=f"data.label={cfg.label}")
     if cfg.test_path:
@@ -264,8 +292,14 @@ def layout(cfg: TableConfig) -> Layout:
     names: list[str] | None = None
     if task is TableTask.classification:
         names, outputs = classes_of(train)
-        if test is not train and (test.label_names or classes_of(test)[0]) != names and test.label_names is not None:
-            raise TrainctlError("the test table's labels differ from the train table's", where=str(test.labels))
+        if (
+            test is not train
+            and (test.label_names or classes_of(test)[0]) != names
+            and test.label_names is not None
+        ):
+            raise TrainctlError(
+                "the test table's labels differ from the train table's", where=str(test.labels)
+            )
         spec = DataSpec((len(train.columns),), outputs, Task.classification)
     else:
         spec = DataSpec((len(train.columns),), 1, Task.regression)
@@ -277,9 +311,13 @@ def prepare(cfg: TableConfig, download: bool) -> DataInfo:
     return DataInfo(found.spec, len(found.train_rows), len(found.test_rows))
 
 
-def table_split(mapped: Mapped, rows: np.ndarray, classification: bool, cfg: TableConfig, train: bool) -> DatasetSplit:
+def table_split(
+    mapped: Mapped, rows: np.ndarray, classification: bool, cfg: TableConfig, train: bool
+) -> DatasetSplit:
     rows_set = TableRows(mapped, rows, classification)
-    return DatasetSplit(rows_set, labels=rows_set.all_labels, collate=as_batch, workers=cfg.workers, persistent=train)
+    return DatasetSplit(
+        rows_set, labels=rows_set.all_labels, collate=as_batch, workers=cfg.workers, persistent=train
+    )
 
 
 @DATASETS.register("table", TableConfig, prepare=prepare)
