@@ -73,7 +73,9 @@ def test_image_folder_batches_are_the_same_with_workers_and_resume_mid_epoch(tmp
         return [(x, y) for _, x, y, _ in loader.epoch(1, start)]
 
     for rank in (0, 1):
+        before = torch.get_rng_state()
         expected, got = epoch(in_rank, rank), epoch(in_workers, rank)
+        assert torch.equal(torch.get_rng_state(), before)  # reading batches leaves the training RNG alone
         assert len(got) == 3 and all(x.shape == (2, 3, 8, 8) for x, _ in got)
         assert all(
             torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(expected, got, strict=True)

@@ -75,9 +75,17 @@ class SeededFetch(Dataset):
 
     def __getitems__(self, planned: tuple[int, list[int]]) -> Any:
         seed, indices = planned
+        in_worker = torch.utils.data.get_worker_info() is not None
+        saved = None if in_worker else (torch.get_rng_state(), np.random.get_state(), random.getstate())
         seed_all(seed)
-        many = getattr(self.dataset, "__getitems__", None)
-        return many(indices) if many is not None else [self.dataset[i] for i in indices]
+        try:
+            many = getattr(self.dataset, "__getitems__", None)
+            return many(indices) if many is not None else [self.dataset[i] for i in indices]
+        finally:
+            if saved is not None:  # read in the training process: its own draws (dropout) go on untouched
+                torch.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])
 
 
 class PlannedBatches:
@@ -152,6 +160,9 @@ class DatasetSplit(Split):
                 persistent_workers=self.persistent and workers > 0,
                 worker_init_fn=seed_worker if workers > 0 else None,
                 multiprocessing_context=WORKER_START_METHOD if workers > 0 else None,
+                # its own generator: starting a pass draws the workers' base seed, never from the
+                # training process's global one (a resumed run's dropout masks stay those of a straight run)
+                generator=torch.Generator().manual_seed(0),
             )
         return self._loader
 
