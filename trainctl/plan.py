@@ -95,6 +95,7 @@ def make_plan(
     info = prepare_dataset(cfg.data, download=download)
     model = functools.cache(lambda: build_model(cfg.model, info.spec))  # built once, only if a check needs it
     data_world = strategy_checks(cfg, world_size, info.spec, model, checks)
+    target_model_check(cfg, model, checks)
     per_rank, micro = batch_layout(cfg.trainer, data_world, checks)
     require(
         importlib.util.find_spec(f"trainctl.recipes.{cfg.recipe}") is not None,
@@ -148,6 +149,17 @@ def strategy_checks(
     return strategy.data_world_for(world_size)
 
 
+def target_model_check(cfg: Config, model: Callable[[], nn.Module], checks: list[str]) -> None:
+    """A `model._target_` is built once here, with what the data gives it: wrong arguments or a built
+    object that is no torch module stop before any worker starts."""
+    from trainctl.config.targets import is_target
+
+    if is_target(cfg.model):
+        built = model()
+        count = sum(p.numel() for p in built.parameters())
+        checks.append(f"model {cfg.model.name} builds ({count:,} parameters)")
+
+
 def ema_checks(cfg: Config, checks: list[str]) -> None:
     """The averaged copy of trainer.ema needs a whole model per rank."""
     require(
@@ -190,9 +202,13 @@ def check_optimizer(cfg: Config, checks: list[str], model: Callable[[], nn.Modul
 
     The optimizer is built over no parameters: torch checks every setting first, then refuses the empty
     list before it adds a parameter group (whose first use imports torch._dynamo, seconds of CPU)."""
+    from trainctl.config.targets import is_target
     from trainctl.optim import build_optimizer
     from trainctl.optim.param_groups import param_groups
 
+    if is_target(cfg.optim):  # its keys were checked against its signature when the config was composed
+        checks.append(f"optimizer {cfg.optim.name}'s keys match its signature")
+        return
     if cfg.optim.layer_decay != 1.0 or cfg.optim.head_lr_scale != 1.0:
         param_groups(cfg.optim, model())  # a model without layers is a named error here, before launch
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,8 +44,19 @@ def options(
         is_eager=True,
         help="Print the versions of trainctl (and its git commit), torch and Python, and exit.",
     ),
+    config_dir: list[Path] | None = typer.Option(
+        None,
+        "--config-dir",
+        help="A folder of your configs laid out like conf/ (model/NAME.yaml, preset/NAME.yaml, ...), "
+        "searched before the built-in ones; repeatable, accepted after any command (also: "
+        "$TRAINCTL_CONFIG_PATH).",
+    ),
 ) -> None:
     """Train models from declarative configs. Example: trainctl train conf=mlp_mnist optim.lr=3e-3"""
+    if config_dir:
+        from trainctl.config.compose import add_config_dirs
+
+        add_config_dirs(config_dir)
 
 
 def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -345,15 +357,18 @@ def configs_show(
 @configs_app.command("cp")
 @user_errors
 def configs_cp(
-    name: str = typer.Argument(..., help="Preset to copy (see `trainctl configs list conf`)."),
-    dest: Path = typer.Argument(..., help="Where to write the copy."),
+    name: str = typer.Argument(
+        ..., help="A preset (`trainctl configs list conf`), or GROUP/OPTION (model/mlp) for a config folder."
+    ),
+    dest: Path = typer.Argument(..., help="Where to write the copy (for GROUP/OPTION: your config folder)."),
     force: bool = typer.Option(False, "--force", help="Overwrite DEST."),
 ) -> None:
-    """Copy a preset to edit, then train it with --config. Example: trainctl configs cp mlp_mnist my.yaml"""
+    """Copy a preset to edit, then train it with --config; or copy GROUP/OPTION into your config folder.
+    Example: trainctl configs cp mlp_mnist my.yaml; trainctl configs cp model/mlp conf"""
     from trainctl.cli.configs import copy_preset
 
-    written = copy_preset(name, dest, force)
-    typer.echo(f"wrote {written}; train it with: trainctl train --config {written}")
+    written, usage = copy_preset(name, dest, force)
+    typer.echo(f"wrote {written}; use it with: {usage}")
 
 
 # ---------------------------------------------------------------- runs, reports, sweeps, smoke
@@ -462,4 +477,21 @@ def main() -> None:
 
     apply_wait_policy(wait_policy())  # before torch loads OpenMP in this process (a one-process job's)
     install_bash_script()
-    app()
+    app(args=hoist_config_dirs(sys.argv[1:]))
+
+
+def hoist_config_dirs(args: list[str]) -> list[str]:
+    """Move `--config-dir DIR` (and `--config-dir=DIR`) from after a command to the front, where the
+    root option reads it for every command alike (`trainctl train --config-dir conf model=mynet`)."""
+    end = args.index("--") if "--" in args else len(args)
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < end:
+        if args[i] == "--config-dir" and i + 1 < end:
+            front += args[i : i + 2]
+            i += 2
+            continue
+        (front if args[i].startswith("--config-dir=") else rest).append(args[i])
+        i += 1
+    return [*front, *rest, *args[end:]]

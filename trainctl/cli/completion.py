@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES, conf_dir, groups, options
+from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES, conf_dir, find_option, groups, options
 from trainctl.config.schema import Logger
 from trainctl.config.validate import FIXED_SECTIONS, REGISTRY_SECTIONS
 
@@ -81,8 +81,8 @@ def chosen_options(words: Sequence[str]) -> dict[str, str]:
         if "." not in key
     }
     choices = defaults_of(conf_dir() / "config.yaml")
-    preset_file = conf_dir() / "preset" / f"{picked.get('preset') or choices.get('preset')}.yaml"
-    if preset_file.is_file():
+    preset_file = find_option("preset", str(picked.get("preset") or choices.get("preset")))
+    if preset_file is not None:
         choices.update(defaults_of(preset_file))
     return choices | picked
 
@@ -101,10 +101,13 @@ def section_keys(section: str, words: Sequence[str]) -> list[str]:
         return keys
     group = next((g for g, s in KEY_ALIASES.items() if s == section), section)
     option = chosen_options(words).get(group)
-    option_file = conf_dir() / group / f"{option}.yaml"
-    if option is None or not option_file.is_file():
+    option_file = find_option(group, option) if option is not None else None
+    if option_file is None:
         return []
-    name = (yaml.safe_load(option_file.read_text()) or {}).get("name", option)
+    node = yaml.safe_load(option_file.read_text()) or {}
+    if "_target_" in node:  # the user's component: the keys its YAML sets (its signature decides the rest)
+        return [f"{section}.{k}" for k in node if k not in ("name", "_target_")]
+    name = node.get("name", option)
     registered, _ = source_schemas()
     registry = REGISTRY_SECTIONS[section].split(":")[1]
     schema_class = registered.get(registry, {}).get(str(name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
 import os
 from collections.abc import Sequence
@@ -13,28 +14,121 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainctl.config.schema import Config
-from trainctl.config.validate import REGISTRY_SECTIONS, apply_override, to_config, typed_tree
+from trainctl.config.targets import TARGET, is_target_section, trainctl_keys
+from trainctl.config.validate import REGISTRY_SECTIONS, apply_override, registry, to_config, typed_tree
 from trainctl.errors import TrainctlError, suggestion
 
 GROUP_ALIASES = {"conf": "preset"}  # `conf=NAME` picks a preset
 KEY_ALIASES = {"dataset": "data"}  # `dataset.root=X` is `data.root=X`
 FILE_PRESET = "__effective__"  # the preset as applied, stored in Hydra's ConfigStore
+PRIMARY = "__trainctl_config__"  # conf/config.yaml, stored in Hydra's ConfigStore
+
+
+CONFIG_PATH_ENV = "TRAINCTL_CONFIG_PATH"  # the user's config folders, os.pathsep-separated, first wins
+LEGACY_CONF_ENV = "TRAINCTL_CONF_DIR"  # older name of one such folder
+BUILT_IN = "built-in"
 
 
 def conf_dir() -> Path:
-    """The folder of YAML configs: $TRAINCTL_CONF_DIR, else the package's own `trainctl.conf` data."""
-    env = os.environ.get("TRAINCTL_CONF_DIR")
-    return Path(env) if env else Path(str(importlib.resources.files("trainctl.conf")))
+    """The package's own folder of YAML configs (`trainctl.conf`)."""
+    return Path(str(importlib.resources.files("trainctl.conf")))
+
+
+def add_config_dirs(dirs: Sequence[Path]) -> None:
+    """Put folders ahead of the user's config path for this process and every process it starts
+    (`--config-dir`: workers, restarts and sweep children read the same path)."""
+    current = os.environ.get(CONFIG_PATH_ENV, "")
+    given = [str(Path(d).expanduser().absolute()) for d in dirs]
+    os.environ[CONFIG_PATH_ENV] = os.pathsep.join([*given, *([current] if current else [])])
+
+
+def user_config_dirs() -> list[Path]:
+    """The user's config folders, in order (--config-dir, then $TRAINCTL_CONFIG_PATH, then
+    $TRAINCTL_CONF_DIR); each must be a readable folder of valid YAML files."""
+    texts = [os.environ.get(CONFIG_PATH_ENV, ""), os.environ.get(LEGACY_CONF_ENV, "")]
+    return list(checked_config_dirs(os.pathsep.join(t for t in texts if t)))
+
+
+@functools.cache
+def checked_config_dirs(path_list: str) -> tuple[Path, ...]:
+    folders = []
+    for text in dict.fromkeys(p for p in path_list.split(os.pathsep) if p):
+        folder = Path(text).expanduser().absolute()
+        where = f"config folder {folder} (from --config-dir or ${CONFIG_PATH_ENV})"
+        fix = "give a folder laid out like trainctl's conf/: model/NAME.yaml, preset/NAME.yaml, ..."
+        if not folder.exists():
+            raise TrainctlError("config folder not found", where=where, fix=fix)
+        if not folder.is_dir():
+            raise TrainctlError("a config folder must be a directory, not a file", where=where, fix=fix)
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise TrainctlError("cannot read the config folder (permission denied)", where=where)
+        if folder.resolve() == conf_dir().resolve():
+            continue  # the built-in folder itself (a copy of it is a user folder like any other)
+        for path in sorted(folder.glob("*/*.yaml")):
+            load_yaml(path)  # bad YAML: path:line:column, before anything else happens
+        folders.append(folder)
+    return tuple(folders)
+
+
+def config_folders() -> list[Path]:
+    """The config search path: the user's folders first, then the built-in one."""
+    return [*user_config_dirs(), conf_dir()]
+
+
+def origin(folder: Path) -> str:
+    return BUILT_IN if folder == conf_dir() else str(folder)
 
 
 def groups() -> list[str]:
-    """Config groups: one sub-folder of conf/ each."""
-    return sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    """Config groups: one sub-folder of conf/ each (and of the user's folders)."""
+    return sorted(
+        {
+            p.name
+            for folder in config_folders()
+            for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(("_", "."))
+        }
+    )
 
 
 def options(group: str) -> list[str]:
-    """The options of a group: its YAML files without the suffix."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    """The options of a group: its YAML files without the suffix, in every config folder, and the
+    components that installed plugins registered for it."""
+    files = {p.stem for folder in config_folders() for p in (folder / group).glob("*.yaml")}
+    return sorted(files | set(plugin_options(group)))
+
+
+def plugin_options(group: str) -> dict[str, str]:
+    """Option -> plugin, for the names installed plugins registered in the group's registry."""
+    section = KEY_ALIASES.get(group, group)
+    if section not in REGISTRY_SECTIONS:
+        return {}
+    chosen = registry(section)
+    return {name: chosen.origins[name] for name in chosen.plugin_names()}
+
+
+def option_node(group: str, option: str) -> DictConfig:
+    """An option as config nodes: its YAML file, or a plugin's component with its schema's defaults."""
+    path = find_option(group, option)
+    if path is None and option in plugin_options(group):
+        return OmegaConf.create({"name": option})
+    return load_yaml(option_file(group, option))
+
+
+def find_option(group: str, option: str) -> Path | None:
+    """The YAML file of one option: the first config folder that has it."""
+    for folder in config_folders():
+        path = folder / group / f"{option}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def option_origin(group: str, option: str) -> str:
+    """Where an option comes from: 'built-in', the user's config folder, or the plugin that registered it."""
+    path = find_option(group, option)
+    plugin = plugin_options(group).get(option) if path is None else None
+    return plugin or origin(option_file(group, option).parents[1])
 
 
 def option_file(group: str, option: str) -> Path:
@@ -45,18 +139,24 @@ def option_file(group: str, option: str) -> Path:
             f"unknown config group '{group}'.{suggestion(group, groups())}",
             fix=f"groups: {', '.join(groups())}",
         )
-    path = conf_dir() / group / f"{option}.yaml"
-    if not path.is_file():
+    path = find_option(group, option)
+    if path is None:
         shown = "conf" if group == "preset" else group
+        folders = ", ".join(origin(f) for f in config_folders())
         raise TrainctlError(
             f"no {shown} named '{option}'.{suggestion(option, options(group))}",
-            fix=f"choose {shown}= one of: {', '.join(options(group))}",
+            where=f"config folders: {folders}",
+            fix=f"choose {shown}= one of: {', '.join(options(group))}; "
+            f"or add {group}/{option}.yaml to a folder given with --config-dir",
         )
     return path
 
 
 def describe(group: str, option: str) -> str:
     """The first comment line of an option's YAML file: its one-line description."""
+    if find_option(group, option) is None and option in plugin_options(group):
+        schema = registry(KEY_ALIASES.get(group, group)).get(option).schema
+        return (schema.__doc__ or "").strip().splitlines()[0] if schema.__doc__ else ""
     for line in option_file(group, option).read_text().splitlines():
         text = line.strip()
         if text.startswith("#") and not text.startswith("# @package"):
@@ -144,11 +244,36 @@ def compose(
         origin = f"config file {config_file}" if config_file else f"preset '{preset}'"
     raw = OmegaConf.create(OmegaConf.to_container(raw))
     raw["preset"] = preset
+    parsed.values = [v for v in parsed.values if not retarget(raw, *v, notes)]
     tree = typed_tree(raw, origin)
     for key, value, text in parsed.values:
         apply_override(tree, key, value, text)
     config, tree = to_config(tree)
     return Composed(config, tree, parsed.texts, notes)
+
+
+def retarget(raw: DictConfig, key: str, value: Any, text: str, notes: list[str]) -> bool:
+    """Apply a `SECTION._target_=path` override to the raw tree (before typing: it picks the schema);
+    the section keeps trainctl's own keys (optim.lr) and drops the old option's, with a note."""
+    section, _, leaf = key.partition(".")
+    if leaf != TARGET or section not in REGISTRY_SECTIONS:
+        return False
+    old = raw.get(section)
+    if is_target_section(old) and old[TARGET] == value:
+        return True
+    kept = (
+        trainctl_keys(registry(section).get(str(value)).schema)
+        if isinstance(value, str) and "." in value
+        else []
+    )
+    node = {TARGET: value}
+    for k in [str(k) for k in old or {} if k != "name"]:
+        if k in kept:
+            node[k] = old[k]
+        else:
+            notes.append(f"{section}.{k} does not apply to {section}._target_={value}; dropped")
+    raw[section] = node
+    return True
 
 
 def compose_groups(
@@ -166,7 +291,10 @@ def compose_groups(
 
     overrides = []
     for group, option in choices:
-        option_file(group, option)  # a friendly error before Hydra's
+        if find_option(group, option) is None and option in plugin_options(group):
+            ConfigStore.instance().store(group=group, name=option, node=option_node(group, option))
+        else:
+            option_file(group, option)  # a friendly error before Hydra's
         if group != "preset":
             overrides.append(f"{group}={option}")
     if config_file is not None:
@@ -176,16 +304,56 @@ def compose_groups(
         preset_path = option_file("preset", preset)
     node = load_yaml(preset_path)
     notes = drop_inapplicable(node, [(g, o) for g, o in choices if g != "preset"])
+    notes += user_origins([("preset", preset), *defaults_of(node), *choices], config_file)
     ConfigStore.instance().store(group="preset", name=FILE_PRESET, node=node, package="_global_")
     overrides.append(f"preset={FILE_PRESET}")
+    # The user's folders come first on the search path, so their options win over built-in ones; the
+    # primary config (conf/config.yaml) is stored, so that it is found whichever folder comes first.
+    first, *rest = config_folders()
+    if rest:
+        overrides.append("hydra.searchpath=[" + ",".join(quoted(f"file://{f}") for f in rest) + "]")
+    ConfigStore.instance().store(name=PRIMARY, node=load_yaml(conf_dir() / "config.yaml"))
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
-            cfg = hydra_compose("config", overrides=overrides)
+        with initialize_config_dir(config_dir=str(first), version_base=None):
+            cfg = hydra_compose(PRIMARY, overrides=overrides)
     except HydraException as exc:
         raise TrainctlError(
             f"cannot compose the config: {str(exc).splitlines()[0]}", where=str(preset_path)
         ) from None
+    for section in REGISTRY_SECTIONS:  # a preset's inline `_target_` section replaces the default option
+        if is_target_section(node.get(section)) and section not in {
+            KEY_ALIASES.get(g, g) for g, _ in choices
+        }:
+            cfg[section] = node[section]
     return cfg, preset, notes
+
+
+def defaults_of(node: Any) -> list[tuple[str, str]]:
+    """(group, option) pairs of a preset's defaults list (`override /model: mlp` counts as model)."""
+    pairs = []
+    for entry in node.get("defaults", []) if isinstance(node, DictConfig) else []:
+        if isinstance(entry, DictConfig):
+            for key, value in entry.items():
+                pairs.append((str(key).replace("override", "").strip().strip("/"), str(value)))
+    return pairs
+
+
+def user_origins(choices: list[tuple[str, str]], config_file: Path | None) -> list[str]:
+    """A note for each option that comes from the user's config folders: where it was found."""
+    notes = []
+    for group, option in dict.fromkeys(choices):
+        if group == "preset" and config_file is not None:
+            continue
+        path = find_option(group, option)
+        if path is not None and path.parents[1] != conf_dir():
+            shown = "conf" if group == "preset" else group
+            notes.append(f"{shown}={option} from {path}")
+    return notes
+
+
+def quoted(text: str) -> str:
+    """A string as a quoted value of Hydra's override grammar."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def default_preset() -> str:
@@ -206,8 +374,10 @@ def drop_inapplicable(preset: DictConfig, switched: list[tuple[str, str]]) -> li
         values = preset.get(section)
         if not isinstance(values, DictConfig):
             continue
-        name = OmegaConf.load(option_file(group, option)).get("name")
+        node = option_node(group, option)
+        name = node.get("name") or node.get(TARGET)
         keys = {f.name for f in dataclasses.fields(section_schema(section, name))}
+        keys |= {str(k) for k in node} if TARGET in node else set()
         for key in [str(k) for k in values if k not in keys]:
             del values[key]
             notes.append(f"the preset's {section}.{key} does not apply to {group}={option}; dropped")

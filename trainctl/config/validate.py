@@ -12,6 +12,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from trainctl.config.ranges import check_ranges
 from trainctl.config.schema import Config, DistillConfig, RunConfig, TrainerConfig
+from trainctl.config.targets import TARGET, is_target_section, section_base, trainctl_keys
 from trainctl.errors import TrainctlError, suggestion
 
 # Sections chosen from a registry by their `name` field: section -> "module:REGISTRY".
@@ -62,6 +63,9 @@ def typed_tree(raw: DictConfig, origin: str) -> DictConfig:
             continue
         if not isinstance(node, DictConfig):
             raise TrainctlError(f"config section '{section}' is missing", where=origin)
+        if is_target_section(node):
+            tree[section] = typed_target_node(section, node, origin)
+            continue
         schema = section_schema(section, node.get("name"))
         try:
             tree[section] = OmegaConf.merge(OmegaConf.structured(schema), node)
@@ -71,10 +75,43 @@ def typed_tree(raw: DictConfig, origin: str) -> DictConfig:
     return tree
 
 
+def typed_target_node(section: str, node: DictConfig, origin: str) -> DictConfig:
+    """A `_target_` section: trainctl's keys of the section typed by its schema, every other key kept
+    as written for the target (checked against its signature once the overrides are in: `to_config`)."""
+    path = str(node[TARGET])
+    schema = registry(section).get(path).schema  # the registry's target entry
+    own = [k for k in trainctl_keys(schema) if k != "name"]
+    base = section_base(schema)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(base), {k: node[k] for k in own if k in node})
+    except OmegaConfBaseException as exc:
+        raise friendly_error(exc, section, base, origin) from None
+    out = OmegaConf.create({"name": path, TARGET: path})
+    for key in node:
+        if key not in ("name", TARGET, *own):
+            out[key] = node[key]
+    for key in own:
+        out[key] = typed[key]
+    return out
+
+
+def in_target_section(tree: DictConfig, key: str) -> bool:
+    section = key.split(".")[0]
+    return section in REGISTRY_SECTIONS and is_target_section(tree.get(section))
+
+
 def apply_override(tree: DictConfig, key: str, value: Any, text: str) -> None:
     """Set `key` to `value` in the typed tree; the key must exist and the value must fit its type."""
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(tree, parent_key) if parent_key else tree
+    if in_target_section(tree, key) and leaf != "name":  # keys of the user's target: its signature decides
+        try:
+            OmegaConf.update(tree, key, value, merge=False, force_add=True)
+        except OmegaConfBaseException as exc:
+            raise TrainctlError(
+                f"bad value for '{key}': {first_line(exc)}", where=f"override '{text}'"
+            ) from None
+        return
     if not isinstance(parent, DictConfig) or leaf not in parent:
         siblings = [str(k) for k in parent] if isinstance(parent, DictConfig) else []
         options = [f"{parent_key}.{k}" if parent_key else k for k in siblings]
@@ -113,9 +150,27 @@ def to_config(tree: DictConfig) -> tuple[Config, DictConfig]:
     if teacher:  # a fixed path now: `latest` would point at the student's own run once it starts
         path = Path(tree.run.root) / "latest" if teacher == "latest" else Path(teacher).expanduser()
         tree.distill.teacher = str(path.resolve())
+    targets = {s: OmegaConf.to_container(tree[s]) for s in REGISTRY_SECTIONS if is_target_section(tree[s])}
     config = OmegaConf.to_object(tree)
+    for section, node in targets.items():
+        setattr(config, section, typed_target(section, node))
     check_ranges(config)  # every value within the range its schema declares, before anything is written
     return config, tree
+
+
+def typed_target(section: str, node: dict[str, Any]) -> Any:
+    """The typed form of a `_target_` section, after its registry's target entry checked the arguments
+    against the target's signature (`check` hook: unknown keys, missing arguments, the safety rule)."""
+    entry = registry(section).get(str(node[TARGET]))
+    own = trainctl_keys(entry.schema)
+    arguments = {k: v for k, v in node.items() if k not in own and k != TARGET}
+    entry.hooks["check"]({TARGET: node[TARGET], **arguments}, section)
+    base = OmegaConf.to_object(
+        OmegaConf.merge(
+            OmegaConf.structured(section_base(entry.schema)), {k: node[k] for k in own if k in node}
+        )
+    )
+    return entry.schema(**{k: getattr(base, k) for k in own}, target=str(node[TARGET]), arguments=arguments)
 
 
 def friendly_error(exc: OmegaConfBaseException, section: str, schema: type, origin: str) -> TrainctlError:
