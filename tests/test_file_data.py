@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,61 @@ def test_bad_tables_exit_2_and_write_nothing(tmp_path: Path, kind: str, message:
         load_dataset(
             compose(["dataset=table", f"data.path={csv}", f"data.cache_dir={tmp_path / 'c2'}"]).config.data
         )
+
+
+USER_DATASET = '''
+import torch
+from torch.utils.data import Dataset
+
+
+class Blobs(Dataset):
+    """Two blobs in 4 dimensions; __getitem__ draws noise (trainctl seeds each batch's draws)."""
+
+    classes = ["left", "right"]
+
+    def __init__(self, split: str, size: int = 64, noise: float = 0.1):
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        self.y = torch.randint(0, 2, (size,), generator=g)
+        self.x = torch.randn(size, 4, generator=g) + (self.y.float() * 2 - 1).view(-1, 1)
+        self.noise = noise
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i] + self.noise * torch.randn(4), int(self.y[i])
+'''
+
+
+def test_the_users_dataset_class_trains_from_their_project(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "mydata.py").write_text(USER_DATASET)
+    runs = tmp_path / "runs"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "TRAINCTL_RUNS_DIR": str(runs)}
+        env.pop("PYTHONPATH", None)
+        return subprocess.run(
+            [sys.executable, "-m", "trainctl", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    base = [
+        "data._target_=mydata.Blobs",
+        "model=mlp",
+        "trainer.batch_size=16",
+        "trainer.epochs=2",
+        *ONE_PROCESS,
+    ]
+    result = run("train", *base, "data.size=80", "data.workers=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "80 train / 80 test samples" in result.stdout
+    run_dir = (runs / "latest").resolve()
+    evaluated = run("eval", str(run_dir), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] > 0.9
+    wrong = run("train", *base, "data.sizee=80")
+    assert wrong.returncode == 2 and "unknown key(s) sizee. Did you mean 'size'?" in wrong.stderr
+    assert "Blobs(split: str, size: int = 64, noise: float = 0.1)" in wrong.stderr
+    assert sorted(p.name for p in runs.glob("*/*")) == [run_dir.name]  # the refused command wrote nothing

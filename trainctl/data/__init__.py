@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trainctl.data.target_schema import TargetDataConfig, check_target_dataset
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
@@ -41,3 +42,17 @@ def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
 def load_dataset(cfg: DataConfig) -> DataBundle:
     """Load the data set that `cfg.name` names, as tensors."""
     return DATASETS.get(cfg.name).build(cfg)
+
+
+def prepare_user_dataset(cfg: TargetDataConfig, download: bool) -> DataInfo:
+    from trainctl.data.user import prepare
+
+    return prepare(cfg)
+
+
+@DATASETS.register_target(TargetDataConfig, check=check_target_dataset, prepare=prepare_user_dataset)
+def load_user_dataset(cfg: TargetDataConfig) -> DataBundle:
+    """`data._target_`: the user's map-style Dataset (trainctl/data/user.py)."""
+    from trainctl.data.user import load
+
+    return load(cfg)

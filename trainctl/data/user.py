@@ -1,52 +1,33 @@
-"""The user's own map-style torch Dataset (data.train._target_, data.test._target_), read by DataLoader.
+"""The user's own map-style torch Dataset from `data._target_`, read by DataLoader workers.
 
-Each of `data.train` and `data.test` is a component section (`_target_` and its arguments, Hydra's
-instantiate semantics, checked by the same rule as every `_target_`). Without `data.test`, a seeded
-`data.test_fraction` of the train Dataset is the test split. A sample is `(input, target)`: the
-input shape comes from the first train sample; the classes from `data.num_classes`, else the
-Dataset's `classes` (names) or `num_classes` attribute; a floating-point target is regression.
+`data._target_: mymodule.MyDataset` and its arguments (Hydra's instantiate semantics, under the rule of
+every `_target_`). A Dataset class with a `split` parameter is built twice, `split="train"` and
+`split="test"`; one without is split by `data.test_fraction` (seeded by `data.split_seed`). A sample is
+`(input, target)`: the input shape comes from the first train sample; the classes from
+`data.num_classes`, else the Dataset's `classes` (names) or `num_classes` attribute; a floating-point
+target makes it a regression. `data.workers`, `data.sampler` and those keys are trainctl's; the rest go
+to the Dataset.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 from torch.utils.data import Dataset, Subset
 
-from trainctl.config.ranges import ranged
-from trainctl.config.schema import DataConfig
-from trainctl.data import DATASETS, DataInfo
+from trainctl.config import targets
+from trainctl.data import DataInfo
 from trainctl.data.streamed import DatasetSplit
+from trainctl.data.target_schema import TargetDataConfig
 from trainctl.data.types import DataBundle, DataSpec, Task
 from trainctl.errors import TrainctlError
 
 
-@dataclass
-class CustomDataConfig(DataConfig):
-    train: dict[str, Any] = field(default_factory=dict)  # `_target_: module.Class` and its arguments
-    test: dict[str, Any] | None = None  # the same for the test Dataset; null: data.test_fraction of train
-    test_fraction: float = ranged(0.2, "(0, 1)")
-    split_seed: int = 0
-    num_classes: int | None = ranged(None, "[1, inf)")  # null: the Dataset's `classes` / `num_classes`
-    workers: int | None = ranged(None, "[0, inf)")  # reading processes per rank; null: its thread budget
-
-
-def build(section: dict[str, Any], key: str) -> Dataset:
-    from trainctl.config.targets import instantiate
-
-    if "_target_" not in section:
-        raise TrainctlError(
-            f"{key} names no Dataset class",
-            where=key,
-            fix=f"{key}._target_=mymodule.MyDataset (a map-style torch Dataset), plus its arguments",
-        )
-    built = instantiate(section, where=key, kind=Dataset)
+def build(cfg: TargetDataConfig, **split: str) -> Dataset:
+    built = targets.instantiate(targets.target_section(cfg), targets.DATASET, "data", **split)
     if not (hasattr(built, "__getitem__") and hasattr(built, "__len__")):
         raise TrainctlError(
-            f"{key}._target_={section['_target_']} built a {type(built).__name__}, not a map-style Dataset",
-            where=key,
+            f"data._target_={cfg.target} built a {type(built).__name__}, not a map-style Dataset",
+            where="data._target_",
             fix="give a class with __len__ and __getitem__ (torch.utils.data.Dataset)",
         )
     return built
@@ -65,8 +46,8 @@ def first_sample(dataset: Dataset, key: str) -> tuple[torch.Tensor, torch.Tensor
     return torch.as_tensor(sample[0]), torch.as_tensor(sample[1])
 
 
-def describe(cfg: CustomDataConfig, train: Dataset) -> tuple[DataSpec, list[str] | None]:
-    inputs, target = first_sample(train, "data.train")
+def describe(cfg: TargetDataConfig, train: Dataset) -> tuple[DataSpec, list[str] | None]:
+    inputs, target = first_sample(train, "data._target_")
     if target.is_floating_point():
         return DataSpec(tuple(inputs.shape), max(1, target.numel()), Task.regression), None
     names = getattr(train, "classes", None)
@@ -74,8 +55,8 @@ def describe(cfg: CustomDataConfig, train: Dataset) -> tuple[DataSpec, list[str]
     count = cfg.num_classes or (len(names) if names else getattr(train, "num_classes", None))
     if not isinstance(count, int) or count < 1:
         raise TrainctlError(
-            "the number of classes of data.train is unknown",
-            where=f"data.train._target_={cfg.train.get('_target_')}",
+            "the number of classes of the data set is unknown",
+            where=f"data._target_={cfg.target}",
             fix="set data.num_classes=N, or give the Dataset a `classes` list or a `num_classes` attribute",
         )
     return DataSpec(tuple(inputs.shape), count, Task.classification), names
@@ -97,24 +78,26 @@ def labels_of(dataset: Dataset, regression: bool) -> torch.Tensor:
     return values.float().view(len(values), -1) if regression else values.long()
 
 
-def splits(cfg: CustomDataConfig) -> tuple[Dataset, Dataset]:
-    train = build(cfg.train, "data.train")
-    if cfg.test:
-        return train, build(cfg.test, "data.test")
-    n = len(train)  # type: ignore[arg-type]
+def splits(cfg: TargetDataConfig) -> tuple[Dataset, Dataset]:
+    _, accepted = targets.check_call(
+        targets.target_section(cfg), targets.DATASET, "data", provided=("split",)
+    )
+    if "split" in accepted:
+        return build(cfg, split="train"), build(cfg, split="test")
+    whole = build(cfg)
+    n = len(whole)  # type: ignore[arg-type]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed)).tolist()
     cut = max(1, round(n * cfg.test_fraction))
-    return Subset(train, sorted(order[cut:])), Subset(train, sorted(order[:cut]))
+    return Subset(whole, sorted(order[cut:])), Subset(whole, sorted(order[:cut]))
 
 
-def prepare(cfg: CustomDataConfig, download: bool) -> DataInfo:
+def prepare(cfg: TargetDataConfig) -> DataInfo:
     train, test = splits(cfg)
     spec, _ = describe(cfg, train)
     return DataInfo(spec, len(train), len(test))  # type: ignore[arg-type]
 
 
-@DATASETS.register("custom", CustomDataConfig, prepare=prepare)
-def load_custom(cfg: CustomDataConfig) -> DataBundle:
+def load(cfg: TargetDataConfig) -> DataBundle:
     train, test = splits(cfg)
     spec, names = describe(cfg, train)
     regression = spec.task is Task.regression
