@@ -72,7 +72,9 @@ class SupervisedRecipe:
     def setup(self) -> None:
         seed_everything(self.trainer.seed)  # the same initial weights on every rank
         self.data = load_dataset(self.cfg.data)
-        self.objective = build_objective(self.trainer, self.data, self.ctx.device)  # + class_weights
+        self.objective = build_objective(  # + class_weights, loss._target_
+            self.trainer, self.data, self.ctx.device, self.cfg.loss
+        )
         # distill.teacher: a teacher run's soft targets join the loss; each rank loads its own teacher
         self.distiller = self.build_distiller()
         model = build_model(self.cfg.model, self.data.spec).to(self.ctx.device)
@@ -97,7 +99,11 @@ class SupervisedRecipe:
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * self.trainer.epochs
         self.scheduler = build_scheduler(
-            self.trainer, self.optimizer, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps
+            self.trainer,
+            self.optimizer,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            target=self.cfg.scheduler,  # scheduler._target_
         )
         self.monitor = self.trainer.monitor or self.objective.main_metric
         self.best: float | None = None

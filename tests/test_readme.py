@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def test_the_readme_marks_its_cheap_examples() -> None:
 def test_readme_examples_run_in_order_as_written(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
+    shutil.copytree(REPO / "examples", work / "examples")  # the README's user project, as in a checkout
     env = shell_env(tmp_path)
     ran = []
     for kind, body in marked_blocks(README.read_text()):

@@ -348,7 +348,7 @@ class OpenedRun:
 
         from trainctl.training.objective import build_objective
 
-        return build_objective(self.cfg.trainer, self.data, torch.device(device))
+        return build_objective(self.cfg.trainer, self.data, torch.device(device), self.cfg.loss)
 
     def inference_model(self) -> tuple[nn.Module, torch.device]:
         """The model as the run evaluated it (wrapped for test-time views) on the device it runs on."""

@@ -32,7 +32,7 @@ def finetune(model: nn.Module, job: PassJob, epochs: int, lr: float | None) -> N
     rate = cfg.optim.lr * LR_FRACTION if lr is None else lr
     optim = dataclasses.replace(cfg.optim, lr=rate)
     optimizer = build_optimizer(optim, param_groups(optim, model))
-    objective = build_objective(cfg.trainer, job.data, job.device)  # label smoothing, class weights
+    objective = build_objective(cfg.trainer, job.data, job.device, cfg.loss)  # label smoothing, class weights
     loader = BatchLoader(job.data.train, cfg.trainer.batch_size, shuffle=True, seed=cfg.trainer.seed)
     model.to(job.device).train()
     for epoch in range(epochs):

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainctl.config.schema import Config
-from trainctl.config.targets import TARGET, is_target_section, trainctl_keys
+from trainctl.config.targets import TARGET, TARGET_ONLY_SECTIONS, is_target_section, trainctl_keys
 from trainctl.config.validate import REGISTRY_SECTIONS, apply_override, registry, to_config, typed_tree
 from trainctl.errors import TrainctlError, suggestion
 
@@ -180,6 +180,7 @@ def parse_overrides(args: Sequence[str]) -> ParsedOverrides:
 
     parser = OverridesParser.create()
     parsed = ParsedOverrides()
+    args = searchpath_overrides(args)
     known_groups = groups()
     for text in args:
         try:
@@ -211,6 +212,25 @@ def parse_overrides(args: Sequence[str]) -> ParsedOverrides:
         parsed.values.append((key, value, text))
         parsed.texts.append(f"{key}={override.get_value_element_as_str()}")
     return parsed
+
+
+def searchpath_overrides(args: Sequence[str]) -> list[str]:
+    """Take Hydra's `hydra.searchpath=[file://DIR,...]` as --config-dir DIR; the other overrides."""
+    rest = []
+    for text in args:
+        key, _, value = text.lstrip("+").partition("=")
+        if key != "hydra.searchpath":
+            rest.append(text)
+            continue
+        entries = [e.strip().strip("'\"") for e in value.strip().strip("[]").split(",") if e.strip()]
+        if any(not e.startswith("file://") for e in entries):
+            raise TrainctlError(
+                f"hydra.searchpath takes folders (file://DIR), not {value}",
+                where=f"override '{text}'",
+                fix="give your config folders with --config-dir DIR (or $TRAINCTL_CONFIG_PATH)",
+            )
+        add_config_dirs([Path(e.removeprefix("file://")) for e in entries])
+    return rest
 
 
 @dataclass
@@ -256,6 +276,9 @@ def retarget(raw: DictConfig, key: str, value: Any, text: str, notes: list[str])
     """Apply a `SECTION._target_=path` override to the raw tree (before typing: it picks the schema);
     the section keeps trainctl's own keys (optim.lr) and drops the old option's, with a note."""
     section, _, leaf = key.partition(".")
+    if leaf == TARGET and section in TARGET_ONLY_SECTIONS:
+        raw[section] = {TARGET: value}
+        return True
     if leaf != TARGET or section not in REGISTRY_SECTIONS:
         return False
     old = raw.get(section)

@@ -184,5 +184,9 @@ class Config:
     compress: Any = MISSING
     launcher: Any = MISSING
     distill: DistillConfig = field(default_factory=DistillConfig)
+    scheduler: Any = (
+        None  # a `_target_` LR scheduler (stepped once per optimizer step); null: trainer.schedule
+    )
+    loss: Any = None  # a `_target_` loss module (the batch mean); null: the task's loss
     run: RunConfig = field(default_factory=RunConfig)
     logger: list[Logger] = field(default_factory=lambda: [Logger.jsonl])

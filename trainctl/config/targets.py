@@ -75,6 +75,10 @@ def as_kinds(kinds: Kinds) -> tuple[Kind, ...]:
     return (kinds,) if isinstance(kinds, Kind) else tuple(kinds)
 
 
+def bases_of(kinds: tuple[Kind, ...]) -> tuple[type, ...]:
+    return tuple(c for k in kinds for c in k.classes())
+
+
 def is_target_section(node: Any) -> bool:
     """Whether a config section (a mapping) builds its component from a `_target_`."""
     return isinstance(node, Mapping) and TARGET in node
@@ -195,8 +199,7 @@ def check_allowed(path: str, obj: Any, kinds: tuple[Kind, ...], where: str) -> N
             path, f"it is {origin_top}.{getattr(obj, '__qualname__', '?')}, from the standard library", where
         )
     if inspect.isclass(obj):
-        bases = tuple(c for k in kinds for c in k.classes())
-        if not issubclass(obj, bases):
+        if not issubclass(obj, bases_of(kinds)):
             raise TrainctlError(
                 f"target '{path}' is a class of the wrong kind: {kinds[0].name} needs a subclass of {wanted}",
                 where=where,
@@ -332,8 +335,7 @@ def instantiate(
         raise TrainctlError(
             f"building {section[TARGET]} failed: {type(cause).__name__}: {cause}", where=where
         ) from exc
-    bases = tuple(c for k in kinds for c in k.classes())
-    if not isinstance(built, bases):
+    if not isinstance(built, bases_of(kinds)):
         raise TrainctlError(
             f"{section[TARGET]} built a {type(built).__name__}, not a {kinds[0].describe()}",
             where=where,
@@ -365,6 +367,29 @@ def trainctl_keys(schema: type) -> list[str]:
 def target_section(cfg: Any) -> dict[str, Any]:
     """A typed target section back as the mapping instantiate reads: `_target_` and the arguments."""
     return {TARGET: cfg.target, **cfg.arguments}
+
+
+# Sections that only take a `_target_` (null: trainctl's own): kind, positional arguments, provided names.
+SCHEDULER_INPUTS = ("total_steps", "steps_per_epoch", "epochs", "T_max")
+TARGET_ONLY_SECTIONS: dict[str, tuple[Kind, int, tuple[str, ...]]] = {
+    "scheduler": (SCHEDULER, 1, SCHEDULER_INPUTS),  # gets the optimizer first
+    "loss": (LOSS, 0, ()),
+}
+
+
+def check_target_only(section: str, node: Mapping[str, Any]) -> Targeted:
+    """A `scheduler` or `loss` section, checked against its target's signature, in its typed form."""
+    kind, positional, provided = TARGET_ONLY_SECTIONS[section]
+    if not is_target_section(node):
+        raise TrainctlError(
+            f"config section '{section}' takes a _target_ (or null)",
+            where=section,
+            fix=f"e.g. {section}._target_=torch.optim.lr_scheduler.StepLR"
+            if section == "scheduler"
+            else f"e.g. {section}._target_=torch.nn.SmoothL1Loss",
+        )
+    check_call(node, kind, section, provided=provided, positional=positional)
+    return Targeted(str(node[TARGET]), {k: v for k, v in node.items() if k != TARGET})
 
 
 def is_target(cfg: Any) -> bool:

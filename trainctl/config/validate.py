@@ -12,7 +12,14 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from trainctl.config.ranges import check_ranges
 from trainctl.config.schema import Config, DistillConfig, RunConfig, TrainerConfig
-from trainctl.config.targets import TARGET, is_target_section, section_base, trainctl_keys
+from trainctl.config.targets import (
+    TARGET,
+    TARGET_ONLY_SECTIONS,
+    check_target_only,
+    is_target_section,
+    section_base,
+    trainctl_keys,
+)
 from trainctl.errors import TrainctlError, suggestion
 
 # Sections chosen from a registry by their `name` field: section -> "module:REGISTRY".
@@ -71,6 +78,9 @@ def typed_tree(raw: DictConfig, origin: str) -> DictConfig:
             tree[section] = OmegaConf.merge(OmegaConf.structured(schema), node)
         except OmegaConfBaseException as exc:
             raise friendly_error(exc, section, schema, origin) from None
+    for section in TARGET_ONLY_SECTIONS:
+        if raw.get(section) is not None:
+            tree[section] = OmegaConf.create(OmegaConf.to_container(raw[section]))
     OmegaConf.set_struct(tree, True)
     return tree
 
@@ -97,7 +107,7 @@ def typed_target_node(section: str, node: DictConfig, origin: str) -> DictConfig
 
 def in_target_section(tree: DictConfig, key: str) -> bool:
     section = key.split(".")[0]
-    return section in REGISTRY_SECTIONS and is_target_section(tree.get(section))
+    return section in [*REGISTRY_SECTIONS, *TARGET_ONLY_SECTIONS] and is_target_section(tree.get(section))
 
 
 def apply_override(tree: DictConfig, key: str, value: Any, text: str) -> None:
@@ -154,6 +164,9 @@ def to_config(tree: DictConfig) -> tuple[Config, DictConfig]:
     config = OmegaConf.to_object(tree)
     for section, node in targets.items():
         setattr(config, section, typed_target(section, node))
+    for section in TARGET_ONLY_SECTIONS:
+        if tree[section] is not None:
+            setattr(config, section, check_target_only(section, OmegaConf.to_container(tree[section])))
     check_ranges(config)  # every value within the range its schema declares, before anything is written
     return config, tree
 

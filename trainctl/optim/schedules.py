@@ -9,6 +9,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from trainctl.config.schema import Schedule, TrainerConfig
+from trainctl.config.targets import SCHEDULER, Targeted, instantiate, target_section
 
 
 def multiplier(
@@ -28,9 +29,27 @@ def multiplier(
 
 
 def build_scheduler(
-    cfg: TrainerConfig, optimizer: torch.optim.Optimizer, *, steps_per_epoch: int, total_steps: int
+    cfg: TrainerConfig,
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps_per_epoch: int,
+    total_steps: int,
+    target: Targeted | None = None,
 ) -> LRScheduler:
-    """The schedule of `cfg.schedule` over `total_steps`, peaking at the optimizer's learning rate."""
+    """The schedule of `cfg.schedule` over `total_steps`, peaking at the optimizer's learning rate; or the
+    `scheduler._target_` class, given the optimizer and, where it asks for them, total_steps (also as
+    T_max), steps_per_epoch and epochs."""
+    if target is not None:
+        return instantiate(
+            target_section(target),
+            SCHEDULER,
+            "scheduler",
+            optimizer,
+            total_steps=total_steps,
+            T_max=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            epochs=cfg.epochs,
+        )
     schedule = Schedule(cfg.schedule)
     if schedule is Schedule.onecycle:
         defaults = optimizer.defaults

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from trainctl.config.schema import ClassWeights, TrainerConfig
+from trainctl.config.targets import LOSS, Targeted, instantiate, target_section
 from trainctl.data.samplers import balanced_class_weights
 from trainctl.data.types import DataBundle, Task
 from trainctl.errors import TrainctlError
@@ -20,6 +22,7 @@ class Objective:
     task: Task
     label_smoothing: float = 0.0
     class_weights: torch.Tensor | None = None
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # loss._target_: batch mean
 
     @property
     def main_metric(self) -> str:
@@ -27,6 +30,9 @@ class Objective:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """The task's loss over a batch: its mean, or its sum with reduction="sum"."""
+        if self.criterion is not None:
+            mean = self.criterion(outputs, targets)
+            return mean * len(targets) if reduction == "sum" else mean
         if self.task is Task.classification:
             return F.cross_entropy(
                 outputs,
@@ -51,13 +57,22 @@ class Objective:
         return {"rmse": (sums["squared_error"] / count) ** 0.5, "mae": sums["absolute_error"] / count}
 
 
-def build_objective(trainer: TrainerConfig, data: DataBundle, device: torch.device) -> Objective:
-    """The task's loss and metrics with the run's label smoothing and class weights."""
+def build_objective(
+    trainer: TrainerConfig, data: DataBundle, device: torch.device, loss: Targeted | None = None
+) -> Objective:
+    """The task's loss and metrics with the run's label smoothing and class weights, or the loss module of
+    `loss._target_` (given `weight`, the class weights, where it asks for it and they are on)."""
     weights = loss_class_weights(trainer, data)
+    weights = None if weights is None else weights.to(device)
+    criterion = None
+    if loss is not None:
+        extra = {} if weights is None else {"weight": weights}
+        criterion = instantiate(target_section(loss), LOSS, "loss", **extra).to(device)
     return Objective(
         data.spec.task,
         label_smoothing=trainer.label_smoothing,
-        class_weights=None if weights is None else weights.to(device),
+        class_weights=weights,
+        criterion=criterion,
     )
 
 
