@@ -3,7 +3,7 @@
 Reads the official python batches in $TRAINCTL_DATA_DIR/cifar-10-batches-py (or --source), e.g.:
 
     python cifar_images.py images --train-per-class 100 --test-per-class 20
-    trainctl train dataset=image_folder data.path=$PWD/images model=resnet20
+    trainctl --config-dir conf train conf=my_images data.path=$PWD/images
 """
 
 from __future__ import annotations
