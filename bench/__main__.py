@@ -20,6 +20,7 @@ BENCHES = [
     "quantize",
     "resnet_cifar",
     "bert_sst2",
+    "data",
 ]
 
 
