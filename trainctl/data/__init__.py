@@ -45,9 +45,9 @@ def load_dataset(cfg: DataConfig) -> DataBundle:
 
 
 def prepare_user_dataset(cfg: TargetDataConfig, download: bool) -> DataInfo:
-    from trainctl.data.user import prepare
+    from trainctl.data.user import sizes
 
-    return prepare(cfg)
+    return DataInfo(*sizes(cfg))
 
 
 @DATASETS.register_target(TargetDataConfig, check=check_target_dataset, prepare=prepare_user_dataset)

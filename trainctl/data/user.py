@@ -15,7 +15,6 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from trainctl.config import targets
-from trainctl.data import DataInfo
 from trainctl.data.streamed import DatasetSplit
 from trainctl.data.target_schema import TargetDataConfig
 from trainctl.data.types import DataBundle, DataSpec, Task
@@ -91,10 +90,11 @@ def splits(cfg: TargetDataConfig) -> tuple[Dataset, Dataset]:
     return Subset(whole, sorted(order[cut:])), Subset(whole, sorted(order[:cut]))
 
 
-def prepare(cfg: TargetDataConfig) -> DataInfo:
+def sizes(cfg: TargetDataConfig) -> tuple[DataSpec, int, int]:
+    """The spec and the train and test sizes (what a plan shows), from the built Datasets."""
     train, test = splits(cfg)
     spec, _ = describe(cfg, train)
-    return DataInfo(spec, len(train), len(test))  # type: ignore[arg-type]
+    return spec, len(train), len(test)  # type: ignore[arg-type]
 
 
 def load(cfg: TargetDataConfig) -> DataBundle:
