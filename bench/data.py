@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from bench.common import REPO, data_root, median_after_warmup, run_script, run_trainctl
-from bench.load import ForeignLoad, parents
+from bench.load import ForeignLoad, descendants, parents
 
 WORKERS = 2
 CIFAR_MEAN = "[0.4914,0.4822,0.4465]"
@@ -101,16 +101,8 @@ def trainctl_vs_plain(folder: Path, threads: int) -> None:
 
 def job_rss(root: int) -> int:
     """Resident memory (bytes) of `root` and every process it started, at any depth."""
-    table = parents()
-    ours, grew = {root}, True
-    while grew:
-        grew = False
-        for pid, (ppid, _) in table.items():
-            if ppid in ours and pid not in ours:
-                ours.add(pid)
-                grew = True
     total = 0
-    for pid in ours:
+    for pid in descendants(root, parents()):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
