@@ -19,8 +19,9 @@ from bench.load import ForeignLoad, descendants, parents
 WORKERS = 2
 CIFAR_MEAN = "[0.4914,0.4822,0.4465]"
 CIFAR_STD = "[0.2470,0.2435,0.2616]"
-# both sides of the tensor / JPEG comparison: the preset without its cifar10-only test-time views
-PRESET = ["conf=resnet_cifar", "data.test_flip=false", "data.test_shift=0"]
+PRESET = ["conf=resnet_cifar"]
+# the tensor side without cifar10's test-time views (image_folder has none; switching to it drops them)
+NO_TEST_VIEWS = ["data.test_flip=false", "data.test_shift=0"]
 # the plain-loop comparison: what bench/plain_image_folder.py does (fp32, no EMA, no batch augmentation)
 PLAIN_LIKE = [
     "data.repeats=1",
@@ -65,7 +66,7 @@ def accuracy(records: list[dict]) -> float:
 def tensors_vs_jpegs(folder: Path, epochs: int, threads: int) -> None:
     common = [*PRESET, f"trainer.epochs={epochs}", f"trainer.eval_every={epochs}"]
     with ForeignLoad() as load:
-        tensors = run_trainctl([*common, f"data.root={data_root()}"], threads)
+        tensors = run_trainctl([*common, *NO_TEST_VIEWS, f"data.root={data_root()}"], threads)
         jpegs = run_trainctl([*common, *image_folder(folder)], threads)
     ratio = epoch_seconds(tensors) / epoch_seconds(jpegs)
     gap = (accuracy(jpegs) - accuracy(tensors)) * 100
