@@ -79,8 +79,7 @@ def tensors_vs_jpegs(folder: Path, epochs: int, threads: int) -> None:
     )
 
 
-def trainctl_vs_plain(folder: Path, threads: int) -> None:
-    epochs = 3
+def trainctl_vs_plain(folder: Path, threads: int, epochs: int = 3) -> None:
     args = [
         *PRESET,
         *PLAIN_LIKE,
