@@ -22,6 +22,7 @@ BENCHES = [
     "resnet_cifar",
     "bert_sst2",
     "estimate",
+    "data",
 ]
 
 

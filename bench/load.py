@@ -38,9 +38,9 @@ def parents(proc: Path = PROC) -> dict[int, tuple[int, str]]:
     return table
 
 
-def running_elsewhere(me: int, table: dict[int, tuple[int, str]]) -> int:
-    """Processes in state R that are neither `me` nor started by it (at any depth)."""
-    ours = {me}
+def descendants(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
+    """`root` and every process it started, at any depth."""
+    ours = {root}
     grew = True
     while grew:
         grew = False
@@ -48,6 +48,12 @@ def running_elsewhere(me: int, table: dict[int, tuple[int, str]]) -> int:
             if ppid in ours and pid not in ours:
                 ours.add(pid)
                 grew = True
+    return ours
+
+
+def running_elsewhere(me: int, table: dict[int, tuple[int, str]]) -> int:
+    """Processes in state R that are neither `me` nor started by it (at any depth)."""
+    ours = descendants(me, table)
     return sum(1 for pid, (_, state) in table.items() if state == "R" and pid not in ours)
 
 

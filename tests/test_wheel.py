@@ -41,10 +41,9 @@ def site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-@pytest.mark.slow
-def test_the_wheel_installed_in_a_fresh_venv_runs_from_another_directory(tmp_path: Path) -> None:
+def install_wheel(tmp_path: Path) -> tuple[Path, Path]:
     """pip wheel, install it (no dependencies) into a new venv that sees this venv's torch, hydra...
-    through a .pth file, then run the installed `trainctl` from an empty directory."""
+    through a .pth file; (the wheel, the venv)."""
     source, dist = tmp_path / "source", tmp_path / "dist"  # a clean copy: no stale build/ folder
     for name in ("trainctl", "recipes", "conf"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -56,11 +55,6 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_from_another_directory(tmp_pat
         cwd=tmp_path,
     )
     (wheel,) = dist.glob("trainctl-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    configs = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml"))
-    assert sorted(n.removeprefix("trainctl/") for n in names if n.endswith(".yaml")) == configs
-    assert "trainctl/recipes/supervised.py" in names and not any(n.startswith("recipes/") for n in names)
-
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     python = venv / "bin" / "python"
@@ -70,11 +64,29 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_from_another_directory(tmp_pat
     subprocess.run(
         [python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel], check=True, cwd=tmp_path
     )
+    return wheel, venv
+
+
+def wheel_env(runs: Path) -> dict[str, str]:
+    """The environment of an installed trainctl: nothing of this checkout on the path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRAINCTL_CONF_DIR")}
+    env["TRAINCTL_RUNS_DIR"] = str(runs)
+    return env
+
+
+@pytest.mark.slow
+def test_the_wheel_installed_in_a_fresh_venv_runs_from_another_directory(tmp_path: Path) -> None:
+    """Build and install the wheel, then run the installed `trainctl` from an empty directory."""
+    wheel, venv = install_wheel(tmp_path)
+    python = venv / "bin" / "python"
+    names = zipfile.ZipFile(wheel).namelist()
+    configs = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml"))
+    assert sorted(n.removeprefix("trainctl/") for n in names if n.endswith(".yaml")) == configs
+    assert "trainctl/recipes/supervised.py" in names and not any(n.startswith("recipes/") for n in names)
 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRAINCTL_CONF_DIR")}
-    env["TRAINCTL_RUNS_DIR"] = str(workdir / "runs")
+    env = wheel_env(workdir / "runs")
 
     def run(*args: str) -> str:
         out = subprocess.run(args, capture_output=True, text=True, cwd=workdir, env=env, timeout=120)

@@ -110,7 +110,7 @@ def make_plan(
     ema_checks(cfg, checks)
     check_optimizer(cfg, checks, model)
     threads = thread_budget(local_workers, cfg.trainer.threads)
-    notes = list(composed.notes)
+    notes = list(composed.notes) + list(info.notes)
     if world_size == 1 and cfg.parallel.name != "none":
         notes.append(
             f"parallel={cfg.parallel.name} in a world of one process: it trains like parallel=none "

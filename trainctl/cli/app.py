@@ -199,20 +199,23 @@ def eval_command(
 def predict(
     target: str = typer.Argument(
         ...,
-        help="RUN_DIR of a text model, 'latest', or a checkpoint file (.pt).",
+        help="RUN_DIR of a text or image model, 'latest', or a checkpoint file (.pt).",
         autocompletion=complete_run,
     ),
     text: list[str] | None = typer.Option(None, "--text", "-t", help="A text to label (repeatable)."),
-    file: Path | None = typer.Option(None, "--file", "-f", help="A file with one text per line."),
+    file: Path | None = typer.Option(
+        None, "--file", "-f", help="A file with one text per line, or an image (JPEG, PNG, WebP)."
+    ),
     best: bool = typer.Option(False, "--best", help="Use checkpoints/best.pt instead of last.pt."),
 ) -> None:
-    """Label texts with a text model. Example: trainctl predict latest --text 'a gorgeous, witty film'"""
+    """Label texts (text models) or an image (image models). Example: trainctl predict latest -t 'witty'"""
     from trainctl.cli.predict import predict as run_predict
-    from trainctl.cli.predict import read_texts
+    from trainctl.cli.predict import read_inputs
 
-    texts = read_texts(text or [], file)
-    for p in run_predict(target, texts, tag="best" if best else "last"):
-        typer.echo(f"{p.label}\t{p.probability:.4f}" + (f"\t{p.text}" if len(texts) > 1 else ""))
+    texts, images = read_inputs(text or [], file)
+    many = len(texts) + len(images) > 1
+    for p in run_predict(target, texts, images=images, tag="best" if best else "last"):
+        typer.echo(f"{p.label}\t{p.probability:.4f}" + (f"\t{p.text}" if many else ""))
 
 
 @app.command()

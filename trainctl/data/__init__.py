@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainctl.data.target_schema import TargetDataConfig, check_target_dataset
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class DataInfo:
     spec: DataSpec
     train_samples: int | None
     test_samples: int | None
+    notes: tuple[str, ...] = ()  # what the plan should say about the data (files left out)
 
 
 def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
@@ -64,3 +66,17 @@ def data_paths(cfg: DataConfig) -> list[Path]:
     if named:
         return [path if path.is_absolute() or base is None else base / path for path in named]
     return [base] if base is not None else []
+
+
+def prepare_user_dataset(cfg: TargetDataConfig, download: bool) -> DataInfo:
+    from trainctl.data.user import sizes
+
+    return DataInfo(*sizes(cfg))
+
+
+@DATASETS.register_target(TargetDataConfig, check=check_target_dataset, prepare=prepare_user_dataset)
+def load_user_dataset(cfg: TargetDataConfig) -> DataBundle:
+    """`data._target_`: the user's map-style Dataset (trainctl/data/user.py)."""
+    from trainctl.data.user import load
+
+    return load(cfg)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from trainctl.data.augment import batch_seed
 from trainctl.data.types import Split
 
 
@@ -61,8 +62,10 @@ class BatchLoader:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
         """(step in epoch, inputs, targets, global batch size) from batch `start` to the epoch's end."""
         order = self.order(epoch)
-        for step in range(start, len(self)):
-            index = self.global_batch_indices(order, step)
-            mine = index.tensor_split(self.world_size)[self.rank] if self.world_size > 1 else index
-            inputs, targets = self.split.batch(mine)
-            yield step, inputs, targets, len(index)
+        steps = range(start, len(self))
+        chunks = [self.global_batch_indices(order, step) for step in steps]
+        mine = (c.tensor_split(self.world_size)[self.rank] if self.world_size > 1 else c for c in chunks)
+        seeds = (batch_seed(self.seed, epoch, step, self.rank) for step in steps)
+        batches = self.split.batches(mine, seeds)  # read ahead by worker processes for file-backed splits
+        for step, chunk, (inputs, targets) in zip(steps, chunks, batches, strict=True):
+            yield step, inputs, targets, len(chunk)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from enum import Enum
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -59,6 +60,12 @@ class Split:
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.inputs[index], self.targets[index]
 
+    def batches(
+        self, chunks: Iterable[torch.Tensor], seeds: Iterable[int] | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches at `chunks`, in order (`seeds`: one per batch, for splits whose reading draws)."""
+        return (self.batch(chunk) for chunk in chunks)
+
     def subset(self, index: torch.Tensor) -> Split:
         """The samples at `index`, as a split of the same kind (every per-sample tensor follows)."""
         per_sample = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -81,3 +88,4 @@ class DataBundle:
     test_time: Callable[[nn.Module], nn.Module] | None = None  # model -> model to evaluate (e.g. flip TTA)
     encode: Callable[[list[str]], torch.Tensor] | None = None  # raw texts -> model inputs (predict)
     normalisation: Normalisation | None = None  # raw inputs -> model inputs, for exported models
+    read_files: Callable[[list[Path]], torch.Tensor] | None = None  # input files -> model inputs (predict)

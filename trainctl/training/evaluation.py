@@ -36,8 +36,7 @@ def evaluate(
     model.eval()
     index = torch.arange(len(split)).tensor_split(world_size)[rank]
     totals: dict[str, torch.Tensor] = {}
-    for chunk in index.split(batch_size):
-        inputs, targets = split.batch(chunk)
+    for inputs, targets in split.batches(index.split(batch_size)):
         inputs, targets = inputs.to(device), targets.to(device)
         outputs = model(inputs).float()
         sums = {
