@@ -65,7 +65,11 @@ class LockOwner:
         """Why this owner is gone (its pid is dead here, or its host went silent), or None while alive."""
         now = time.time() if now is None else now
         if self.host == socket.gethostname():
-            return None if pid_alive(self.pid) else f"process {self.pid} is no longer running"
+            if pid_alive(self.pid):
+                return None
+            if job_processes(self.pid):  # its workers outlived it: they may still write
+                return None
+            return f"process {self.pid} is no longer running"
         silent = now - self.heartbeat
         if silent > STALE_AFTER_S:
             return f"no heartbeat from {self.host} for {silent / 60:.0f} min"
@@ -80,6 +84,20 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def job_processes(launcher: int) -> list[int]:
+    """This user's live processes that launcher `launcher` started (its pid is in their LAUNCHER_PID)."""
+    mark = f"{LAUNCHER_PID}={launcher}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            variables = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        if mark in variables:
+            found.append(int(entry.name))
+    return found
 
 
 def lock_path(run: RunDir) -> Path:

@@ -130,7 +130,12 @@ def prepare_start_method(start_method: str) -> None:
     if start_method != "forkserver":
         return
     multiprocessing.set_forkserver_preload(
-        ["trainctl.runtime.launch.rank", "trainctl.runtime.worker", "torch._dynamo"]
+        [
+            "trainctl.runtime.launch._in_forkserver",
+            "trainctl.runtime.launch.rank",
+            "trainctl.runtime.worker",
+            "torch._dynamo",
+        ]
     )
     sys.stdout.flush()
     console_stdout = os.dup(1)
