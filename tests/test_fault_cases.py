@@ -51,3 +51,38 @@ def test_export_to_the_default_folder_keeps_a_users_note(digits_run: Path) -> No
     result = runner.invoke(app, ["export", str(digits_run), "-f", "safetensors"])
     assert result.exit_code == 0, result.output
     assert (default / "notes.txt").read_text() == "keep me" and (default / "model.safetensors").is_file()
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """Every file below `folder` with its content hash, and every folder (as '-')."""
+    return snapshot(folder) | {str(p.relative_to(folder)): "-" for p in folder.rglob("*") if p.is_dir()}
+
+
+@pytest.mark.parametrize("run_id", ["../..", "../../escaped", "a/b", "/tmp/abs", ".."])
+def test_a_run_id_with_path_parts_is_refused_and_nothing_is_written(
+    run_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "project" / "work"
+    work.mkdir(parents=True)
+    (work / "train.log").write_text("the user's own log\n")
+    (work / "config.yaml").write_text("mine: true\n")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(work / "runs"))
+    before = folder_hashes(tmp_path)
+    multinode = ["launcher=multinode", "launcher.rdzv_endpoint=127.0.0.1:29999", f"launcher.run_id={run_id}"]
+    result = runner.invoke(app, ["train", *multinode, *SINGLE[2:], "trainer.max_steps=1"])
+    assert result.exit_code == 2, result.output
+    assert "is not a plain folder name" in result.output and "launcher.run_id=job42" in result.output
+    assert folder_hashes(tmp_path) == before
+
+
+def test_a_sweep_name_with_path_parts_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(tmp_path / "a" / "runs"))
+    before = folder_hashes(tmp_path)
+    for name in ("../../outside", "/tmp/elsewhere", ".."):
+        result = runner.invoke(app, ["sweep", "--name", name, "trainer.max_steps=1", *SINGLE])
+        assert result.exit_code == 2 and "--name=" in result.output, result.output
+        assert "not a plain folder name" in result.output
+    assert folder_hashes(tmp_path) == before
