@@ -3,15 +3,21 @@ removed (hashes of the folder before and after)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from tests.conftest import SINGLE
+from tests.ratings_fixtures import synthetic_rows, write_ml_latest
 from tests.test_compress import snapshot
 from tests.test_export import export_cli, trained
 from trainctl.cli.app import app
+from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 
@@ -86,3 +92,39 @@ def test_a_sweep_name_with_path_parts_is_refused_and_nothing_is_written(
         assert result.exit_code == 2 and "--name=" in result.output, result.output
         assert "not a plain folder name" in result.output
     assert folder_hashes(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def ratings_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ml_latest(tmp_path_factory.mktemp("data") / "small", synthetic_rows())
+
+
+def test_an_mf_run_exports_as_safetensors_with_its_ids(ratings_folder: Path, tmp_path: Path) -> None:
+    run = trained(tmp_path / "runs", "conf=mf_movielens", f"data.path={ratings_folder}", "trainer.epochs=1")
+    code, output = export_cli(run, "safetensors", tmp_path / "mf")
+    assert code == 0, output
+    weights = load_file(str(tmp_path / "mf" / "model.safetensors"))
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert torch.equal(weights["item_factors.weight"], saved["item_factors.weight"])
+    assert torch.equal(weights["_extra_state.user_ids"], saved["_extra_state"]["user_ids"])
+    with safe_open(str(tmp_path / "mf" / "model.safetensors"), "pt") as f:
+        extra = json.loads(f.metadata()["trainctl_extra_state"])
+    assert extra["_extra_state"]["rating_range"] == saved["_extra_state"]["rating_range"]
+    assert "_extra_state.user_ids" in (tmp_path / "mf" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx", "torch-export", "hf"])
+def test_an_ease_run_is_refused_by_every_format_with_a_fix_that_works(
+    fmt: str, ratings_folder: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    run = trained(runs, "conf=ease_movielens", f"data.path={ratings_folder}")
+    before = folder_hashes(tmp_path)
+    code, output = export_cli(run, fmt, tmp_path / "out")
+    assert code == 2 and "fitted in closed form" in output and "\x1b[" not in output, output
+    assert "Traceback" not in output and folder_hashes(tmp_path) == before
+    command = output.split("fix: ", 1)[1].split(";")[0].removeprefix("recommend from the run itself: ")
+    suggested = runner.invoke(
+        app, command.split()[1:-2] + ["--user", "1"], env={"TRAINCTL_RUNS_DIR": str(runs)}
+    )
+    assert suggested.exit_code == 0, suggested.output

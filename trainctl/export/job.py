@@ -24,7 +24,7 @@ import trainctl
 from trainctl.data.types import Task
 from trainctl.errors import TrainctlError
 from trainctl.export import build_exporter
-from trainctl.export.base import Artefact, ExportFailed, plain_model, sample_batches
+from trainctl.export.base import Artefact, ExportFailed, plain_model, refuse_closed_form, sample_batches
 from trainctl.export.inputs import describe_inputs, describe_outputs, inputs_section, test_views
 from trainctl.runs.run_dir import RunDir
 
@@ -64,6 +64,7 @@ def export_run(source: OpenedRun, fmt: str, *, out: Path | None = None, tag: str
     folder = (out or default_folder(run, fmt, tag)).expanduser().absolute()
     check_destination(folder, run)
     source.model = plain_model(source.model)
+    refuse_closed_form(source, fmt)
     exporter.refuse(source)
     staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]  # deepest first
