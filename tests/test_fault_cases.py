@@ -16,7 +16,11 @@ from tests.conftest import SINGLE
 from tests.ratings_fixtures import synthetic_rows, write_ml_latest
 from tests.test_compress import snapshot
 from tests.test_export import export_cli, trained
+from tests.test_text import write_tiny_sst2
 from trainctl.cli.app import app
+from trainctl.data.tokens import default_pretrained_folder
+from trainctl.errors import TrainctlError
+from trainctl.models.bert import load_encoder
 from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
@@ -128,3 +132,26 @@ def test_an_ease_run_is_refused_by_every_format_with_a_fix_that_works(
         app, command.split()[1:-2] + ["--user", "1"], env={"TRAINCTL_RUNS_DIR": str(runs)}
     )
     assert suggested.exit_code == 0, suggested.output
+
+
+def test_a_pretrained_folder_with_a_wrong_typed_field_is_one_screen_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad-model"
+    bad.mkdir()
+    for path in default_pretrained_folder().iterdir():
+        (bad / path.name).symlink_to(path)
+    settings = json.loads((default_pretrained_folder() / "config.json").read_text())
+    (bad / "config.json").unlink()
+    (bad / "config.json").write_text(json.dumps(settings | {"hidden_size": "big"}))
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(tmp_path / "runs"))
+    data = write_tiny_sst2(tmp_path / "data")
+    overrides = ["conf=bert_sst2", f"model.pretrained={bad}", f"data.root={data}", *SINGLE]
+    result = runner.invoke(app, ["train", *overrides, f"data.cache_dir={tmp_path / 'cache'}"])
+    assert result.exit_code == 2, result.output
+    assert "config.json is invalid" in result.output and "'hidden_size' expected int" in result.output
+    assert len(result.output.splitlines()) <= 5 and f"{bad / 'config.json'}" in result.output
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(TrainctlError, match="config.json is invalid") as info:  # the encoder says the same
+        load_encoder(bad, None)
+    assert "model.pretrained" in info.value.where
