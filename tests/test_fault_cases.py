@@ -155,3 +155,19 @@ def test_a_pretrained_folder_with_a_wrong_typed_field_is_one_screen_exit_2(
     with pytest.raises(TrainctlError, match="config.json is invalid") as info:  # the encoder says the same
         load_encoder(bad, None)
     assert "model.pretrained" in info.value.where
+
+
+@pytest.mark.parametrize("preset", ["mlp_mnist", "resnet_cifar", "mf_movielens", "bert_sst2"])
+def test_a_data_root_that_is_a_file_is_exit_2_and_writes_no_run(
+    preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data.zip").write_bytes(b"not a folder")
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(tmp_path / "runs"))
+    before = folder_hashes(tmp_path)
+    result = runner.invoke(app, ["train", f"conf={preset}", f"data.root={tmp_path / 'data.zip'}", *SINGLE])
+    assert result.exit_code == 2, result.output
+    assert (
+        result.output.startswith("error: data.root is a file, not a folder")
+        and "fix: point data.root" in result.output
+    )
+    assert folder_hashes(tmp_path) == before
