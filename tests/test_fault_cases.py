@@ -171,3 +171,23 @@ def test_a_data_root_that_is_a_file_is_exit_2_and_writes_no_run(
         and "fix: point data.root" in result.output
     )
     assert folder_hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ("", "nothing"),
+        ("# a comment\n", "nothing"),
+        ("just a string\n", "a single value"),
+        ("- a\n", "a list"),
+    ],
+)
+def test_a_config_file_without_sections_is_exit_2(
+    text: str, held: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine.yaml").write_text(text)
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(tmp_path / "runs"))
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "mine.yaml"), *SINGLE])
+    assert result.exit_code == 2, result.output
+    assert f"holds a mapping of sections, and this one holds {held}" in result.output
+    assert "trainer:" in result.output and not (tmp_path / "runs").exists()
