@@ -3,6 +3,7 @@ removed (hashes of the folder before and after)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -191,3 +192,28 @@ def test_a_config_file_without_sections_is_exit_2(
     assert result.exit_code == 2, result.output
     assert f"holds a mapping of sections, and this one holds {held}" in result.output
     assert "trainer:" in result.output and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(range(256)) * 12, "not a PyTorch checkpoint"),
+        (b"101\n", "not a PyTorch checkpoint"),
+        (b"PK\x03\x04 a damaged archive", "the archive is damaged"),
+    ],
+)
+def test_eval_of_a_file_that_is_no_checkpoint_is_exit_2_without_torchs_advice(
+    content: bytes, reason: str, tmp_path: Path
+) -> None:
+    (tmp_path / "garbage.pt").write_bytes(content)
+    result = runner.invoke(app, ["eval", str(tmp_path / "garbage.pt")])
+    assert result.exit_code == 2, result.output
+    assert "cannot read checkpoint" in result.output and reason in result.output
+    assert "weights_only" not in result.output and len(result.output.splitlines()) <= 5
+
+
+def test_eval_of_a_checkpoint_holding_pickled_code_is_refused(tmp_path: Path) -> None:
+    torch.save({"format": "x", "when": datetime.date(2026, 1, 1)}, tmp_path / "code.pt")  # not plain data
+    result = runner.invoke(app, ["eval", str(tmp_path / "code.pt")])
+    assert result.exit_code == 2 and "pickled objects other than tensors" in result.output, result.output
+    assert "weights_only" not in result.output
