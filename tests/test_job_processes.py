@@ -85,3 +85,29 @@ def test_the_lock_of_a_dead_launcher_is_not_taken_over_while_a_process_of_its_jo
     notes: list[str] = []
     RunLock.acquire(run, note=notes.append).release()
     assert f"took over the lock of pid {dead}" in notes[0]
+
+
+def test_taking_a_runs_lock_removes_the_temporaries_of_killed_writers(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    (run.path / "checkpoints").mkdir(parents=True)
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    left = [
+        f"checkpoints/.last-step5.pt.{dead}.tmp",
+        f"checkpoints/.last.pt.{dead}.link",
+        f".run.json.{dead}.tmp",
+    ]
+    for name in left:
+        (run.path / name).write_bytes(b"x" * 100)
+    writer = subprocess.Popen(["sleep", "60"])
+    live = run.path / "checkpoints" / f".best-step5.pt.{writer.pid}.tmp"  # another command writes right now
+    live.write_bytes(b"x")
+    mine = run.path / "checkpoints" / "last-step4.pt"
+    mine.write_bytes(b"kept")
+    notes: list[str] = []
+    try:
+        RunLock.acquire(run, note=notes.append).release()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not any((run.path / name).exists() for name in left) and live.exists() and mine.exists()
+    assert notes == [f"removed 3 temporary file(s) that killed writers left: {', '.join(sorted(left))}"]

@@ -100,6 +100,22 @@ def job_processes(launcher: int) -> list[int]:
     return found
 
 
+def remove_stale_temporaries(run: RunDir) -> list[str]:
+    """Remove the temporaries (`.<name>.<pid>.tmp`, `.link`) that writers killed mid-write left in the run
+    and its checkpoints; the run's lock is ours, so no live writer of it has any. Their names, relative to
+    the run."""
+    removed = []
+    for folder in (run.path, run.path / "checkpoints"):
+        for tmp in [*folder.glob(".*.tmp"), *folder.glob(".*.link")]:
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if tmp.is_dir() or (pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(str(tmp.relative_to(run.path)))
+    return sorted(removed)
+
+
 def lock_path(run: RunDir) -> Path:
     return run.path / LOCK
 
@@ -186,6 +202,9 @@ class RunLock:
                     note(f"took over the lock of {current.describe()}: {reason}")
             owner = LockOwner.me(job)
             write_owner(path, owner)
+        removed = remove_stale_temporaries(run)
+        if removed and note is not None:
+            note(f"removed {len(removed)} temporary file(s) that killed writers left: {', '.join(removed)}")
         lock = cls(run, owner, joined=False)
         lock._thread = threading.Thread(target=lock._beat, name="trainctl-run-lock", daemon=True)
         lock._thread.start()
