@@ -17,6 +17,7 @@ from tests.conftest import start_trainctl
 from tests.test_distributed import final_state, max_difference, train_run, trainctl, worker_pid
 from trainctl.runs.lock import LAUNCHER_PID, LockOwner, RunLock, RunLocked, job_processes, lock_path
 from trainctl.runs.run_dir import RunDir
+from trainctl.runtime.launch.elastic import local_worker_pid
 from trainctl.training.checkpoint import load_checkpoint
 
 # scikit-learn's digits (embedded, no download) on two DDP ranks: about a second an epoch here.
@@ -111,3 +112,21 @@ def test_taking_a_runs_lock_removes_the_temporaries_of_killed_writers(tmp_path: 
         writer.wait()
     assert not any((run.path / name).exists() for name in left) and live.exists() and mine.exists()
     assert notes == [f"removed 3 temporary file(s) that killed writers left: {', '.join(sorted(left))}"]
+
+
+@pytest.mark.slow
+def test_a_rank_killed_after_the_restarts_are_used_up_is_named_first(tmp_path: Path) -> None:
+    proc = start_trainctl(*DIGITS_DDP, "launcher.max_restarts=1", runs=tmp_path)
+    wait_for(lambda: list(tmp_path.glob("*/*/checkpoints/last.pt")), 120, "no checkpoint was written")
+    (run,) = tmp_path.glob("mlp_digits/*")
+    first = local_worker_pid(RunDir(run), 1)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: local_worker_pid(RunDir(run), 1) not in (None, first), 60, "rank 1 never restarted")
+    os.kill(local_worker_pid(RunDir(run), 1), signal.SIGKILL)
+    _, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 1, errors[-3000:]
+    first_line = next(line for line in errors.splitlines() if line.startswith("error:"))
+    assert first_line.startswith("error: rank 1 was killed by SIGKILL"), errors[-3000:]
+    assert "restarted 1 time(s) (launcher.max_restarts=1) and failed again" in errors
+    assert "restarts from its last checkpoint" not in errors
