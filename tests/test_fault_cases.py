@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import socket
+import subprocess
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,7 @@ from trainctl.cli.app import app
 from trainctl.data.tokens import default_pretrained_folder
 from trainctl.errors import TrainctlError
 from trainctl.models.bert import load_encoder
+from trainctl.runs.lock import LockOwner
 from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
@@ -217,3 +222,31 @@ def test_eval_of_a_checkpoint_holding_pickled_code_is_refused(tmp_path: Path) ->
     result = runner.invoke(app, ["eval", str(tmp_path / "code.pt")])
     assert result.exit_code == 2 and "pickled objects other than tensors" in result.output, result.output
     assert "weights_only" not in result.output
+
+
+def test_export_of_a_running_run_says_so(digits_run: Path, tmp_path: Path) -> None:
+    trainer = subprocess.Popen(["sleep", "60"])  # stands for the training process holding the run
+    owner = LockOwner(trainer.pid, socket.gethostname(), "trainctl train", "2026-01-01T00:00:00", time.time())
+    (digits_run / "run.lock").write_text(json.dumps(asdict(owner)))
+    try:
+        code, output = export_cli(digits_run, "safetensors", tmp_path / "out")
+    finally:
+        trainer.kill()
+        trainer.wait()
+        (digits_run / "run.lock").unlink()
+    assert code == 0 and "is still running" in output and f"pid {trainer.pid}" in output, output
+
+
+def test_export_of_an_altered_checkpoint_suggests_exporting_the_intact_one(tmp_path: Path) -> None:
+    run = trained(tmp_path / "runs", "trainer.epochs=2", "model.hidden=[16]", *SINGLE)
+    last = (run / "checkpoints" / "last.pt").resolve()
+    data = bytearray(last.read_bytes())
+    data[-100] ^= 1
+    last.write_bytes(bytes(data))
+    code, output = export_cli(run, "safetensors", tmp_path / "out")
+    assert code == 2 and "is altered" in output and "train --resume" not in output, output
+    command = output.split("instead: ", 1)[1].split()  # trainctl export CHECKPOINT -f safetensors
+    assert command[:2] == ["trainctl", "export"] and command[3:] == ["-f", "safetensors"]
+    code, output = export_cli(Path(command[2]), "safetensors", tmp_path / "older")
+    assert code == 0, output
+    assert json.loads((tmp_path / "older" / "export.json").read_text())["checkpoint"] == command[2]

@@ -55,12 +55,13 @@ def export_run(source: OpenedRun, fmt: str, *, out: Path | None = None, tag: str
     """Write the opened run's model in format `fmt` to `out` (default: default_folder), checked and
     described."""
     exporter = build_exporter(fmt)
-    run = source.run
+    run = source.run or run_holding(source.checkpoint)
     if run is None:
         raise TrainctlError(
             f"export takes a run, and {source.checkpoint} is a bare checkpoint file",
             fix="give the run directory that holds it, or 'latest'",
         )
+    source.run = run
     folder = (out or default_folder(run, fmt, tag)).expanduser().absolute()
     check_destination(folder, run)
     source.model = plain_model(source.model)
@@ -95,6 +96,13 @@ def export_run(source: OpenedRun, fmt: str, *, out: Path | None = None, tag: str
                     parent.rmdir()
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     return ExportResult(folder, fmt, files, agreement, notes)
+
+
+def run_holding(checkpoint: Path) -> RunDir | None:
+    """The run whose checkpoints/ folder holds `checkpoint` (a file of a run named directly), else None."""
+    folder = checkpoint.absolute().parent
+    run = RunDir(folder.parent)
+    return run if folder.name == "checkpoints" and run.config_file.is_file() else None
 
 
 def check_destination(folder: Path, run: RunDir) -> None:
