@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from tests.conftest import SINGLE
+from tests.conftest import SINGLE, make_tiny_mnist
 from tests.ratings_fixtures import synthetic_rows, write_ml_latest
 from tests.test_compress import snapshot
 from tests.test_export import export_cli, trained
@@ -250,3 +250,19 @@ def test_export_of_an_altered_checkpoint_suggests_exporting_the_intact_one(tmp_p
     code, output = export_cli(Path(command[2]), "safetensors", tmp_path / "older")
     assert code == 0, output
     assert json.loads((tmp_path / "older" / "export.json").read_text())["checkpoint"] == command[2]
+
+
+@pytest.mark.parametrize("damaged", ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"])
+def test_a_truncated_mnist_file_is_exit_2_before_any_run_folder(
+    damaged: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    make_tiny_mnist(root)
+    path = root / "mnist" / damaged
+    path.write_bytes(path.read_bytes()[:-40])
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(tmp_path / "runs"))
+    result = runner.invoke(
+        app, ["train", "conf=mlp_mnist", f"data.root={root}", *SINGLE, "trainer.max_steps=1"]
+    )
+    assert result.exit_code == 2 and "corrupt or truncated" in result.output, result.output
+    assert str(path) in result.output and not (tmp_path / "runs").exists()
