@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import pickle
 import socket
 import subprocess
 import time
@@ -27,6 +29,7 @@ from trainctl.data.tokens import default_pretrained_folder
 from trainctl.errors import TrainctlError
 from trainctl.models.bert import load_encoder
 from trainctl.runs.lock import LockOwner
+from trainctl.runtime.parallel.dcp_metadata import load_sharded
 from trainctl.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
@@ -266,3 +269,25 @@ def test_a_truncated_mnist_file_is_exit_2_before_any_run_folder(
     )
     assert result.exit_code == 2 and "corrupt or truncated" in result.output, result.output
     assert str(path) in result.output and not (tmp_path / "runs").exists()
+
+
+class RunsCode:
+    """Pickles as a call of os.system: what a crafted `.metadata` would run under plain pickle.load."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("touch pwned",))
+
+
+def test_a_crafted_dcp_metadata_is_refused_with_one_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    folder = tmp_path / "last-step4.dcp"
+    dcp.save({"model": {"weight": torch.ones(3)}}, checkpoint_id=folder)
+    (folder / ".metadata").write_bytes(pickle.dumps(RunsCode()))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TrainctlError) as info:
+        load_sharded({"model": {"weight": torch.zeros(3)}}, folder)
+    assert "refusing to read the DCP metadata" in info.value.what and "posix.system" in info.value.what
+    assert len(str(info.value).splitlines()) <= 3 and not (tmp_path / "pwned").exists()
