@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import time
@@ -21,12 +22,14 @@ from typer.testing import CliRunner
 
 from tests.conftest import SINGLE, make_tiny_mnist
 from tests.ratings_fixtures import synthetic_rows, write_ml_latest
+from tests.test_completion import BASH_PRELUDE, BIN
 from tests.test_compress import snapshot
 from tests.test_export import export_cli, trained
 from tests.test_text import write_tiny_sst2
 from trainctl.cli.app import app
 from trainctl.data.tokens import default_pretrained_folder
 from trainctl.errors import TrainctlError
+from trainctl.export import FORMATS
 from trainctl.models.bert import load_encoder
 from trainctl.runs.lock import LockOwner
 from trainctl.runtime.parallel.dcp_metadata import load_sharded
@@ -55,6 +58,7 @@ def test_export_over_an_earlier_export_keeps_the_users_files(digits_run: Path, t
     after = snapshot(out)
     assert {name: after.get(name) for name in mine} == mine
     assert "model.pt2" in after and "model.safetensors" not in after  # the earlier export's own files went
+    assert "The batch size is dynamic." in (out / "README.md").read_text()
 
     (out / "model.safetensors").write_text("my own file of that name")  # not the earlier export's
     before = snapshot(out)
@@ -291,3 +295,15 @@ def test_a_crafted_dcp_metadata_is_refused_with_one_screen(
         load_sharded({"model": {"weight": torch.zeros(3)}}, folder)
     assert "refusing to read the DCP metadata" in info.value.what and "posix.system" in info.value.what
     assert len(str(info.value).splitlines()) <= 3 and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_export_format_tab_completes_every_registered_format() -> None:
+    script = (
+        BASH_PRELUDE
+        + '\ncomplete_words trainctl export latest --format ""\ncomplete_words trainctl export latest -f to\n'
+    )
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [" ".join(FORMATS.names()), "torch-export"]

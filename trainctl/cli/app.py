@@ -61,6 +61,12 @@ def complete_run(incomplete: str) -> list[str]:
     return complete_runs(incomplete)
 
 
+def complete_format(incomplete: str) -> list[str]:
+    from trainctl.cli.completion import complete_formats
+
+    return complete_formats(incomplete)
+
+
 OVERRIDES = typer.Argument(
     None,
     help="Hydra overrides: conf=PRESET, group=option, key=value.",
@@ -297,7 +303,11 @@ def export(
         ..., help="The run to export: RUN_DIR or 'latest'. It is only read.", autocompletion=complete_run
     ),
     fmt: str = typer.Option(
-        ..., "--format", "-f", help="safetensors, hf (text models), onnx or torch-export."
+        ...,
+        "--format",
+        "-f",
+        help="safetensors, hf (text models), onnx or torch-export.",
+        autocompletion=complete_format,
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder to write (default: <runs root>/exports/<preset>/<run>/<format>)."
