@@ -307,3 +307,13 @@ def test_export_format_tab_completes_every_registered_format() -> None:
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [" ".join(FORMATS.names()), "torch-export"]
+
+
+def test_profiling_keeps_the_profilers_own_lines_off_the_console(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = trained(tmp_path / "runs", "conf=linreg", "trainer.max_steps=8", "trainer.profile=true", *SINGLE)
+    out, err = capfd.readouterr()
+    assert "USDT" not in out + err and "profiler_start" not in out + err
+    assert "self CPU ms" in out + err  # the report itself is shown
+    assert (run / "profile" / "kineto.log").is_file()
