@@ -317,3 +317,25 @@ def test_profiling_keeps_the_profilers_own_lines_off_the_console(
     assert "USDT" not in out + err and "profiler_start" not in out + err
     assert "self CPU ms" in out + err  # the report itself is shown
     assert (run / "profile" / "kineto.log").is_file()
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_runs_ls_in_a_narrow_pipe_folds_long_ids_and_keeps_every_column(
+    columns: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uuid = "0f8e2c1a-4b5d-4e6f-9a7b-1c2d3e4f5a6b"  # torchrun's default run id
+    for i in range(15):
+        name = uuid[:-2] + f"{i:02d}" if i % 3 == 0 else f"20261203-0931{i:02d}"
+        run = tmp_path / "mlp_digits" / name
+        run.mkdir(parents=True)
+        parent = "mlp_digits/20261203-093045-a-long-parent-name" if i % 4 == 0 else None
+        meta = {"id": f"mlp_digits/{name}", "preset": "mlp_digits", "status": "finished", "parent": parent}
+        meta |= {"created": f"2026-12-03T09:31:{i:02d}", "ended": f"2026-12-03T09:32:{i:02d}"}
+        (run / "run.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(tmp_path))
+    result = runner.invoke(app, ["runs", "ls"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    assert result.output.count("finished") == 15 and result.output.count("2026-12-03 09:31") == 15
+    assert "".join(line.split()[0] for line in lines[1:] if line[0] != " ").count(uuid[:-2]) == 5  # folded
