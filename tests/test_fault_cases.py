@@ -32,6 +32,7 @@ from trainctl.errors import TrainctlError
 from trainctl.export import FORMATS
 from trainctl.models.bert import load_encoder
 from trainctl.runs.lock import LockOwner
+from trainctl.runs.summaries import main_metric
 from trainctl.runtime.parallel.dcp_metadata import load_sharded
 from trainctl.training.checkpoint import load_checkpoint
 
@@ -339,3 +340,9 @@ def test_runs_ls_in_a_narrow_pipe_folds_long_ids_and_keeps_every_column(
     assert max(len(line.rstrip()) for line in lines) <= columns
     assert result.output.count("finished") == 15 and result.output.count("2026-12-03 09:31") == 15
     assert "".join(line.split()[0] for line in lines[1:] if line[0] != " ").count(uuid[:-2]) == 5  # folded
+
+
+def test_a_ranker_runs_main_metric_is_its_precision_at_10() -> None:
+    ranker = [{"kind": "eval", "precision@10": 0.2238, "ndcg@10": 0.31, "coverage": 0.7}]
+    assert main_metric(ranker, None) == ("precision@10", 0.2238)
+    assert main_metric([{"kind": "eval", "accuracy": 0.9, "loss": 0.3}], None) == ("accuracy", 0.9)
