@@ -346,3 +346,13 @@ def test_a_ranker_runs_main_metric_is_its_precision_at_10() -> None:
     ranker = [{"kind": "eval", "precision@10": 0.2238, "ndcg@10": 0.31, "coverage": 0.7}]
     assert main_metric(ranker, None) == ("precision@10", 0.2238)
     assert main_metric([{"kind": "eval", "accuracy": 0.9, "loss": 0.3}], None) == ("accuracy", 0.9)
+
+
+def test_popular_shows_the_count_it_ranks_by_as_its_score(ratings_folder: Path) -> None:
+    result = runner.invoke(
+        app, ["recommend", "--user", "2", "--data", str(ratings_folder), "-m", "popular", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)["items"]
+    assert [row["score"] for row in items] == [row["ratings"] for row in items]
+    assert [row["score"] for row in items] == sorted((row["score"] for row in items), reverse=True)

@@ -227,9 +227,16 @@ def recommend(
     from trainctl.cli.recommend import render
     from trainctl.recommend.answer import recommend as run_recommend
 
-    answer = run_recommend(
-        user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
-    )
+    try:
+        answer = run_recommend(
+            user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
+        )
+    except TrainctlError as exc:
+        if as_json:  # a script reading stdout gets the error as JSON too (and exit 2)
+            import json
+
+            print(json.dumps({"error": exc.what, "where": exc.where, "fix": exc.fix}))
+        raise
     render(answer, as_json)
 
 

@@ -129,8 +129,10 @@ def recommend_for(fitted: Fitted, user: str, n: int) -> Recommendation:
 def displayed_scores(
     recommender: Any, method: str, user: int, top: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
-    """What a line shows as its score: the predicted rating for rating predictors (mf, k-NN CF,
-    popular's damped mean), the ranker's own score otherwise."""
+    """What a line shows as its score: the predicted rating for rating predictors (mf, k-NN CF), the
+    ranker's own score otherwise; for popular, what orders its list: the item's number of ratings."""
+    if method == "popular":
+        return np.floor(scores[top])  # the count; the fraction only breaks ties by the damped mean
     predict = getattr(recommender, "predict", None)
     if callable(predict):
         return predict(np.full(len(top), user), top)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -139,16 +140,22 @@ def fitted_recommender(
 
 
 def check_items_titled(ratings: Ratings, source: str) -> None:
-    """Ratings of items that the titles file does not list are an error (a mismatched pair of files)."""
+    """Ratings of items that the titles file does not list: a note naming them (they are shown by id)
+    when they are a few; an error when the titles file covers under half of the rated items (a
+    mismatched pair of files)."""
     if ratings.untitled is None or len(ratings.untitled) == 0:
         return
     shown = ", ".join(str(x) for x in ratings.item_ids[ratings.untitled[:5]])
     more = f" and {len(ratings.untitled) - 5:,} more" if len(ratings.untitled) > 5 else ""
-    raise TrainctlError(
-        f"{len(ratings.untitled):,} rated item id(s) are not in the titles file: {shown}{more}",
-        where=source,
-        fix="add them to the titles file (u.item or movies.csv), or remove their ratings",
-    )
+    untitled, rated = len(ratings.untitled), len(ratings.item_ids)
+    what = f"{untitled:,} of {rated:,} rated item ids are not in the titles file"
+    if 2 * untitled > rated:
+        raise TrainctlError(
+            f"{what}: {shown}{more}",
+            where=source,
+            fix="give the titles file that belongs to these ratings (u.item or movies.csv)",
+        )
+    print(f"note: {what} ({shown}{more}): they are shown by id", file=sys.stderr)
 
 
 def fit(origin: RatingsOrigin, method: str, settings: MethodSettings, user: str | None = None) -> Fitted:
