@@ -356,3 +356,22 @@ def test_popular_shows_the_count_it_ranks_by_as_its_score(ratings_folder: Path) 
     items = json.loads(result.stdout)["items"]
     assert [row["score"] for row in items] == [row["ratings"] for row in items]
     assert [row["score"] for row in items] == sorted((row["score"] for row in items), reverse=True)
+
+
+def test_recommend_on_a_folder_uses_ease_and_caches_its_fit_by_the_datas_fingerprint(
+    ratings_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainctl.recommend.fitting as fitting
+
+    monkeypatch.setenv("TRAINCTL_CACHE_DIR", str(tmp_path / "cache"))
+    first = runner.invoke(app, ["recommend", "--user", "2", "--data", str(ratings_folder), "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["method"] == "ease"
+    assert len(list((tmp_path / "cache" / "recommend").glob("ease-*.npz"))) == 1
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fitted again although the data did not change")
+
+    monkeypatch.setattr(fitting, "fit", no_fit)
+    second = runner.invoke(app, ["recommend", "--user", "2", "--data", str(ratings_folder), "--json"])
+    assert second.exit_code == 0 and json.loads(second.stdout) == json.loads(first.stdout)

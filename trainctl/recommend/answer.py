@@ -65,12 +65,10 @@ def method_settings(method: str, k: int | None, similarity: str, shrinkage: floa
 
 
 def pick_method(method: str | None, run_method: str | None) -> str:
-    """The method asked for, else the best ranker available: the run's own when it is a ranker, EASE
-    beside a rating model, item-knn for a ratings folder (no run)."""
+    """The method asked for, else the best ranker available: the run's own when it is a ranker, else
+    EASE (beside a rating model, or on a ratings folder)."""
     if method is None:
-        if run_method in RANKERS:
-            return run_method
-        return "ease" if run_method is not None else "item-knn"
+        return run_method if run_method in RANKERS else "ease"
     if method not in METHODS:
         raise TrainctlError(
             f"unknown method '{method}'.{suggestion(method, METHODS)}",
