@@ -40,6 +40,7 @@ def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test writes its runs under its own temporary folder."""
     root = tmp_path / "runs"
     monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(root))
+    monkeypatch.setenv("TRAINCTL_CACHE_DIR", str(tmp_path / "cache"))  # fits on ratings folders
     return root
 
 

@@ -229,6 +229,8 @@ def test_torchrun_workers_run_directly_in_one_run_dir(tiny_mnist_module: Path, t
     assert run.name == "tr1"
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "logs" / "rank1.events.jsonl").is_file()
     assert load_checkpoint(run / "checkpoints" / "last.pt")["world_size"] == 2
+    for rank in (0, 1):  # every rank keeps its log, as under trainctl's own launcher
+        assert "step" in (run / "logs" / f"rank{rank}.log").read_text()
 
 
 def test_plan_shows_layout_batches_launch_and_checks(runs_root: Path) -> None:

@@ -194,13 +194,15 @@ def test_bert_with_the_pooler_loads_as_a_sequence_classifier(
         tmp_path_factory.mktemp("runs"), *BERT, "model.pooling=pooler", "trainer.max_steps=1",
         f"data.root={data}", f"data.cache_dir={tmp_path / 'cache'}",
     )  # fmt: skip
-    expected = predict(str(run), TEXTS)
+    texts = [*TEXTS, " ".join(["a gorgeous film"] + ["awful"] * 300)]  # beyond max_length and 512
+    expected = predict(str(run), texts)
     code, out = export_cli(run, "hf", tmp_path / "hf")
     assert code == 0, out
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"]
+    assert "classify(texts, truncation=True)" in (tmp_path / "hf" / "README.md").read_text()
     classify = pipeline("text-classification", model=str(tmp_path / "hf"), device="cpu")
-    scored = classify(TEXTS)
+    scored = classify(texts, truncation=True)  # as the folder's README says
     assert [s["label"] for s in scored] == [p.label for p in expected]
     np.testing.assert_allclose([s["score"] for s in scored], probabilities_of(expected), atol=1e-4, rtol=0)
 

@@ -343,8 +343,15 @@ def test_bad_input_is_a_clear_error_with_exit_2(folders: dict[str, Path], tmp_pa
     folder = write_ml_100k(tmp_path / "ml-100k", ROWS, items=38)  # u.item lists 38 of the 40 items
     result = runner.invoke(app, ["recommend", "--user", "2", "--data", str(folder)])
     assert (
-        result.exit_code == 2 and "2 rated item id(s) are not in the titles file: 115, 118" in result.output
+        result.exit_code == 0
+        and "2 of 40 rated item ids are not in the titles file (115, 118)" in result.output
     )
+    mismatched = write_ml_100k(tmp_path / "other" / "ml-100k", ROWS, items=15)  # titles of another data set
+    result = runner.invoke(app, ["recommend", "--user", "2", "--data", str(mismatched)])
+    assert result.exit_code == 2 and "25 of 40 rated item ids are not in the titles file" in result.output
+    result = runner.invoke(app, ["recommend", "--user", "2", "--data", str(mismatched), "--json"])
+    error = json.loads(result.stdout.strip().splitlines()[0])
+    assert result.exit_code == 2 and "not in the titles file" in error["error"] and error["fix"]
 
 
 def test_a_user_with_few_ratings_gets_popular_items_with_a_note(folders: dict[str, Path]) -> None:
@@ -358,6 +365,6 @@ def test_recommend_on_movielens_lists_no_film_with_fewer_than_5_ratings() -> Non
 
     folder = require_data("ml-100k") / "ml-100k"  # a skip without it, a failure under TRAINCTL_REQUIRE_DATA
     answer = recommend("--user", "1", "--data", str(folder))
-    assert answer["method"] == "item-knn" and len(answer["items"]) == 10
+    assert answer["method"] == "ease" and len(answer["items"]) == 10
     assert min(row["ratings"] for row in answer["items"]) >= 5
     assert all(row["title"] and row["because"] for row in answer["items"])

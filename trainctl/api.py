@@ -21,7 +21,14 @@ from trainctl.config.compose import Composed, compose
 from trainctl.errors import TrainctlError
 from trainctl.plan import Plan, make_plan
 from trainctl.runs.identity import ClaimedRun, claim_run
-from trainctl.runs.run_dir import RunDir, create_run_dir, default_runs_root, record_run, resolve_run
+from trainctl.runs.run_dir import (
+    RunDir,
+    check_folder_name,
+    create_run_dir,
+    default_runs_root,
+    record_run,
+    resolve_run,
+)
 from trainctl.runtime.launch import Launcher, build_launcher
 from trainctl.runtime.launch.env import TorchrunEnv
 
@@ -300,6 +307,7 @@ def claimed_dir(plan: Plan, env: TorchrunEnv) -> dict[str, Any]:
             if env.launched_by == "torchrun"
             else f"Slurm step {env.run_id}"
         )
+        check_folder_name(env.run_id, label.rpartition(" ")[0])
         claimed = claim_run(Path(cfg.run.root) / cfg.preset / env.run_id, plan.tree, label)
     else:
         claimed = ClaimedRun(create_run_dir(Path(cfg.run.root), cfg.preset), None)

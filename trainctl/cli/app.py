@@ -73,6 +73,12 @@ def complete_run(incomplete: str) -> list[str]:
     return complete_runs(incomplete)
 
 
+def complete_format(incomplete: str) -> list[str]:
+    from trainctl.cli.completion import complete_formats
+
+    return complete_formats(incomplete)
+
+
 OVERRIDES = typer.Argument(
     None,
     help="Hydra overrides: conf=PRESET, group=option, key=value.",
@@ -299,9 +305,16 @@ def recommend(
     from trainctl.cli.recommend import render
     from trainctl.recommend.answer import recommend as run_recommend
 
-    answer = run_recommend(
-        user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
-    )
+    try:
+        answer = run_recommend(
+            user, n=n, method=method, run=run, data=data, k=k, similarity=similarity, shrinkage=shrinkage
+        )
+    except TrainctlError as exc:
+        if as_json:  # a script reading stdout gets the error as JSON too (and exit 2)
+            import json
+
+            print(json.dumps({"error": exc.what, "where": exc.where, "fix": exc.fix}))
+        raise
     render(answer, as_json)
 
 
@@ -375,7 +388,11 @@ def export(
         ..., help="The run to export: RUN_DIR or 'latest'. It is only read.", autocompletion=complete_run
     ),
     fmt: str = typer.Option(
-        ..., "--format", "-f", help="safetensors, hf (text models), onnx or torch-export."
+        ...,
+        "--format",
+        "-f",
+        help="safetensors, hf (text models), onnx or torch-export.",
+        autocompletion=complete_format,
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder to write (default: <runs root>/exports/<preset>/<run>/<format>)."

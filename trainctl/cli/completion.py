@@ -173,3 +173,8 @@ def complete_runs(incomplete: str) -> list[str]:
     runs = sorted({str(p.parent) for p in found if p.parent.name != LATEST})
     candidates = ([LATEST] if (root / LATEST).exists() else []) + runs
     return [c for c in candidates if c.startswith(incomplete)]
+
+
+def complete_formats(incomplete: str) -> list[str]:
+    """The export formats (as their modules register them, read from the source), for `export -f <TAB>`."""
+    return sorted(name for name in source_schemas()[0].get("FORMATS", {}) if name.startswith(incomplete))

@@ -10,10 +10,17 @@ from rich.markup import escape
 from trainctl.api import open_run
 from trainctl.cli.notes import note as show_note
 from trainctl.export.job import export_run
+from trainctl.runs.manifest import CheckpointCorrupted
 
 
 def export_command(target: str, fmt: str, out: Path | None, tag: str) -> None:
-    result = export_run(open_run(target, tag=tag, note=show_note), fmt, out=out, tag=tag)
+    try:
+        source = open_run(target, tag=tag, note=show_note)
+    except CheckpointCorrupted as exc:
+        if exc.intact is not None:  # the commands that apply here: export that checkpoint
+            exc.fix = f"export the newest intact checkpoint instead: trainctl export {exc.intact} -f {fmt}"
+        raise
+    result = export_run(source, fmt, out=out, tag=tag if source.run else source.checkpoint.stem)
     console = Console(soft_wrap=True)
     console.print(f"exported {fmt} to {escape(str(result.folder))}")
     for name in result.files:

@@ -14,6 +14,7 @@ from rich.table import Table
 from trainctl.errors import TrainctlError
 from trainctl.runs.summaries import RunSummary, find_runs, format_duration, format_metric
 
+STATUS_MIN, METRIC_MIN, DATE_MIN = 11, 14, 10  # "interrupted", "accuracy 99.9%", "2026-01-01"
 OTHER_COLUMNS_MIN = 32  # status, metric and date wrapped at their spaces, and the padding
 STATUS_STYLE = {
     "finished": "green",
@@ -46,18 +47,21 @@ def run_record(run: RunSummary) -> dict[str, Any]:
 
 
 def runs_table(runs: list[RunSummary], width: int = 80) -> Table:
-    """Newest first, narrow enough for 80 columns. When the terminal is narrower, the other cells wrap
-    first; a run id folds onto more lines only when it cannot have a line to itself. Nothing is cut."""
+    """Newest first, narrow enough for 80 columns. Status, main metric and date keep a readable width
+    (they wrap at their spaces); run and parent ids fold onto more lines when they cannot have a line to
+    themselves. Nothing is cut, and no column is squeezed to a letter a line."""
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2, 0, 0), pad_edge=False)
-    longest = max(len(run.id) for run in runs)
-    keep_whole = longest + OTHER_COLUMNS_MIN <= width
-    table.add_column("run", overflow="fold", no_wrap=keep_whole)  # no_wrap: the others give way first
-    table.add_column("status", overflow="fold")
-    table.add_column("main metric", overflow="fold")
     with_parent = any(run.parent for run in runs)
+    ids = max(len(run.id) for run in runs) + (
+        max(len(run.parent or "") for run in runs) + 2 if with_parent else 0
+    )
+    keep_whole = ids + OTHER_COLUMNS_MIN <= width
+    table.add_column("run", overflow="fold", no_wrap=keep_whole)  # no_wrap: the others give way first
+    table.add_column("status", overflow="fold", min_width=STATUS_MIN)
+    table.add_column("main metric", overflow="fold", min_width=METRIC_MIN)
     if with_parent:
-        table.add_column("parent", overflow="fold", no_wrap=True)
-    table.add_column("created", overflow="fold")
+        table.add_column("parent", overflow="fold", no_wrap=keep_whole)
+    table.add_column("created", overflow="fold", min_width=DATE_MIN)
     for run in runs:
         style = STATUS_STYLE.get(run.status, "")
         status = f"[{style}]{run.status}[/]" if style else run.status

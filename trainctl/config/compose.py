@@ -428,13 +428,32 @@ def load_yaml(path: Path) -> Any:
         raise TrainctlError(f"cannot read config file: {first}", where=str(path)) from None
 
 
+def yaml_kind(path: Path) -> str:
+    """What a readable YAML file holds at its top: 'mapping', 'nothing' (empty or comments only), else
+    its kind ('a list', 'a scalar')."""
+    import yaml
+
+    value = yaml.safe_load(path.read_text())
+    if value is None:
+        return "nothing (it is empty or only comments)"
+    if isinstance(value, dict):
+        return "mapping"
+    return "a list" if isinstance(value, list) else f"a single value ({str(value)[:40]!r})"
+
+
 def load_complete_config(path: Path) -> DictConfig | None:
     """A YAML file holding every section with its `name` (a saved config.yaml), else None."""
     if not path.is_file():
         raise TrainctlError(f"config file not found: {path}", fix="give the path of a YAML file")
     node = load_yaml(path)
-    if not isinstance(node, DictConfig):
-        raise TrainctlError("a config file must hold a mapping", where=str(path))
+    held = yaml_kind(path)
+    if not isinstance(node, DictConfig) or held != "mapping":
+        raise TrainctlError(
+            f"a config file holds a mapping of sections, and this one holds {held}",
+            where=str(path),
+            fix="write sections with their settings, e.g. `trainer:` then `  epochs: 3` on the next line; "
+            "`trainctl configs` lists the presets to start from",
+        )
     complete = "defaults" not in node and all(
         isinstance(node.get(s), DictConfig) and "name" in node[s] for s in REGISTRY_SECTIONS
     )

@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors: the dataset registry and the one entry point that loads them."""
+"""Data sets: the dataset registry and the entry points that prepare, load and locate them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainctl.data.target_schema import TargetDataConfig, check_target_dataset
+from trainctl.errors import TrainctlError
 from trainctl.registry import Registry
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
     A data set registers a `prepare(cfg, download) -> DataInfo` hook when loading it whole would be
     wasteful here; others are small enough to load and count.
     """
+    check_root(cfg)
     entry = DATASETS.get(cfg.name)
     prepare = entry.hooks.get("prepare")
     if prepare is not None:
@@ -43,6 +45,7 @@ def prepare_dataset(cfg: DataConfig, *, download: bool = True) -> DataInfo:
 
 def load_dataset(cfg: DataConfig) -> DataBundle:
     """Load the data set that `cfg.name` names, as tensors."""
+    check_root(cfg)
     return DATASETS.get(cfg.name).build(cfg)
 
 
@@ -80,3 +83,14 @@ def load_user_dataset(cfg: TargetDataConfig) -> DataBundle:
     from trainctl.data.user import load
 
     return load(cfg)
+def check_root(cfg: DataConfig) -> None:
+    """Refuse a data.root that is a file: every data set reads and downloads into folders below it."""
+    root = getattr(cfg, "root", None)
+    path = Path(str(root)).expanduser() if root else None
+    if path is not None and path.exists() and not path.is_dir():
+        raise TrainctlError(
+            f"data.root is a file, not a folder: {path}",
+            where="data.root",
+            fix="point data.root (or $TRAINCTL_DATA_DIR) at a folder: each data set has its own folder below "
+            "it (mnist/, ml-100k/, sst2/, ...)",
+        )

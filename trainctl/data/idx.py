@@ -50,3 +50,37 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
             fix="the file is truncated or padded; copy or download it again",
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def check_idx_length(path: Path, expected_magic: int) -> None:
+    """Cheaply check that an IDX file is whole, without decompressing it: the length its header promises
+    against the length a gzip file's trailer records (or the file's own size). Content errors are found
+    when read_idx reads it."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            head = f.read(4 + 4 * MAGIC.get(expected_magic, 1))
+    except (OSError, EOFError, zlib.error) as exc:
+        raise TrainctlError(
+            f"corrupt or truncated gzip file ({exc})",
+            where=str(path),
+            fix="delete it and let trainctl download it again, or copy it anew",
+        ) from None
+    if len(head) < 4 + 4 * MAGIC[expected_magic]:
+        return  # read_idx names what is wrong with a file this short
+    shape = struct.unpack(f">{MAGIC[expected_magic]}i", head[4:])
+    promised = len(head) + int(np.prod(shape))
+    if path.suffix == ".gz":
+        with path.open("rb") as raw:
+            raw.seek(-4, 2)
+            (recorded,) = struct.unpack("<I", raw.read(4))  # ISIZE: the length mod 2**32
+        whole = recorded == promised % 2**32
+    else:
+        whole = path.stat().st_size == promised
+    if not whole:
+        raise TrainctlError(
+            f"corrupt or truncated file: its header promises {promised:,} bytes of IDX data, and the file "
+            "does not end where that data would",
+            where=str(path),
+            fix="delete it and let trainctl download it again, or copy it anew",
+        )

@@ -50,14 +50,27 @@ def load_tokenizer(folder: Path, key: str) -> Any:
             fix="copy the tokenizer files saved with the model into that folder",
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise TrainctlError(
-            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", where=f"{folder} ({key})"
-        ) from None
+    except (OSError, ValueError, KeyError, StrictDataclassError) as exc:
+        raise pretrained_error("the tokenizer", exc, folder, key) from None
+
+
+def pretrained_error(what: str, exc: Exception, folder: os.PathLike, key: str) -> TrainctlError:
+    """The error to show when transformers cannot load `what` from a pretrained folder: one screen, and
+    a config.json field of the wrong type named with its file."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    if type(exc).__name__.startswith("StrictDataclass"):  # "Validation error for field 'x':" + its cause
+        return TrainctlError(
+            f"cannot load {what}: config.json is invalid: {' '.join(lines[:2])}",
+            where=f"{os.path.join(folder, 'config.json')} ({key})",
+            fix="correct that field (it must match the saved weights), or point the setting at another "
+            "folder (null: MiniLM)",
+        )
+    return TrainctlError(f"cannot load {what}: {lines[0]}", where=f"{folder} ({key})")
 
 
 @dataclass

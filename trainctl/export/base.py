@@ -69,6 +69,25 @@ class Exporter:
         raise NotImplementedError
 
 
+def refuse_closed_form(source: OpenedRun, fmt: str) -> None:
+    """Refuse (exit 2) a run fitted in closed form (EASE, item-kNN): an item-item matrix applied to a user's
+    whole row of ratings, with no forward pass that a format could hold or an export check could run."""
+    if source.cfg.recipe != "closed_form":
+        return
+    model = source.cfg.model.name
+    arrays = (
+        "'weights' (items x items)" if model == "ease" else "'ptr', 'neighbours', 'similarities' (CSR rows)"
+    )
+    raise TrainctlError(
+        f"--format {fmt} cannot export this {model} run: {model} is fitted in closed form (an item-item "
+        "matrix applied to a user's whole row of ratings), with no forward pass to export or check",
+        where=str(source.run.path),
+        fix=f"recommend from the run itself: trainctl recommend --run {source.run.path} --user ID; its "
+        f"fitted arrays are in the checkpoint: torch.load('{source.checkpoint}', weights_only=True)"
+        f"['model'], keys {arrays} and '_extra_state' (the raw ids in row order)",
+    )
+
+
 def int8_kind(source: OpenedRun) -> str | None:
     """'dynamic' or 'static' when the run's model went through an int8 pass, else None."""
     names = [record["config"]["name"] for record in compression_records(source.state)]

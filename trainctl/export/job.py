@@ -2,7 +2,8 @@
 then describe the folder (README.md, the resolved config, export.json). The run itself is only read.
 
 The folder is assembled beside its destination and moved into place only once every check passed, so a
-refused or failed export leaves nothing behind; an earlier export in the same place is replaced.
+refused or failed export leaves nothing behind. An earlier export in the same place is replaced, file by
+file when the user keeps files of their own there: those are never touched.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import trainctl
 from trainctl.data.types import Task
 from trainctl.errors import TrainctlError
 from trainctl.export import build_exporter
-from trainctl.export.base import Artefact, ExportFailed, plain_model, sample_batches
+from trainctl.export.base import Artefact, ExportFailed, plain_model, refuse_closed_form, sample_batches
 from trainctl.export.inputs import describe_inputs, describe_outputs, inputs_section, test_views
 from trainctl.runs.run_dir import RunDir
 
@@ -54,15 +55,17 @@ def export_run(source: OpenedRun, fmt: str, *, out: Path | None = None, tag: str
     """Write the opened run's model in format `fmt` to `out` (default: default_folder), checked and
     described."""
     exporter = build_exporter(fmt)
-    run = source.run
+    run = source.run or run_holding(source.checkpoint)
     if run is None:
         raise TrainctlError(
             f"export takes a run, and {source.checkpoint} is a bare checkpoint file",
             fix="give the run directory that holds it, or 'latest'",
         )
+    source.run = run
     folder = (out or default_folder(run, fmt, tag)).expanduser().absolute()
     check_destination(folder, run)
     source.model = plain_model(source.model)
+    refuse_closed_form(source, fmt)
     exporter.refuse(source)
     staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]  # deepest first
@@ -95,6 +98,13 @@ def export_run(source: OpenedRun, fmt: str, *, out: Path | None = None, tag: str
     return ExportResult(folder, fmt, files, agreement, notes)
 
 
+def run_holding(checkpoint: Path) -> RunDir | None:
+    """The run whose checkpoints/ folder holds `checkpoint` (a file of a run named directly), else None."""
+    folder = checkpoint.absolute().parent
+    run = RunDir(folder.parent)
+    return run if folder.name == "checkpoints" and run.config_file.is_file() else None
+
+
 def check_destination(folder: Path, run: RunDir) -> None:
     """Refuse a destination inside the run (export never changes a run) or a folder of other files."""
     if folder == run.path or run.path in folder.parents:
@@ -103,9 +113,7 @@ def check_destination(folder: Path, run: RunDir) -> None:
             where=str(folder),
             fix="give --out a folder outside the run directory (or leave it out for the default)",
         )
-    if folder.exists() and (
-        not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).exists())
-    ):
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not export_files(folder))):
         raise TrainctlError(
             "the export folder exists and is not an earlier export (no export.json): it is left alone",
             where=str(folder),
@@ -114,14 +122,54 @@ def check_destination(folder: Path, run: RunDir) -> None:
 
 
 def publish(staging: Path, folder: Path) -> None:
-    """Move the finished folder into place, replacing an earlier export there."""
-    if folder.exists():
+    """Move the finished folder into place. Over an earlier export, only that export's own files (named in
+    its export.json) are replaced or removed: any other file there is the user's and stays as it is."""
+    if not folder.exists():
+        os.replace(staging, folder)
+        return
+    new = files_under(staging)
+    earlier = export_files(folder)
+    foreign = files_under(folder) - earlier
+    if not foreign:
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
         os.replace(folder, old)
         os.replace(staging, folder)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, folder)
+        return
+    clash = sorted(foreign & new)
+    if clash:
+        raise TrainctlError(
+            f"the export would overwrite {', '.join(clash)}, which the earlier export there did not write; "
+            "nothing was changed",
+            where=str(folder),
+            fix="move those files elsewhere, or give --out a new folder",
+        )
+    for name in sorted(earlier - new):
+        (folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a folder the earlier export made, now empty
+            for parent in (folder / name).parents:
+                if parent == folder:
+                    break
+                parent.rmdir()
+    for name in sorted(new):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, folder / name)
+
+
+def files_under(folder: Path) -> set[str]:
+    """Every file below `folder`, relative to it."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def export_files(folder: Path) -> set[str]:
+    """The files an earlier export wrote in `folder` (as its export.json names them); empty when the folder
+    holds no readable export.json."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        named = {str(name) for name in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return named | {MANIFEST, CONFIG, "README.md"}
 
 
 def max_difference(expected: list[torch.Tensor], actual: list[torch.Tensor]) -> float:

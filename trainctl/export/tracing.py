@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ CHATTY = (
     "onnxscript",
 )
 
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")  # torch.onnx colours its messages for terminals
+
 
 @contextlib.contextmanager
 def quiet_tracing(source: OpenedRun, fmt: str) -> Iterator[None]:
@@ -36,7 +39,8 @@ def quiet_tracing(source: OpenedRun, fmt: str) -> Iterator[None]:
     except ExportFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds of errors
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        text = ANSI_CODES.sub("", str(exc))
+        first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
         raise ExportFailed(
             f"torch cannot trace this {source.cfg.model.name} model for --format {fmt}: {first}",
             where=str(source.run.path),

@@ -14,7 +14,7 @@ from torch import nn
 
 from trainctl.config.ranges import ranged
 from trainctl.config.schema import ModelConfig
-from trainctl.data.tokens import pretrained_folder
+from trainctl.data.tokens import pretrained_error, pretrained_folder
 from trainctl.data.types import DataSpec
 from trainctl.errors import TrainctlError
 from trainctl.models import MODELS
@@ -93,6 +93,7 @@ def load_encoder(folder: os.PathLike, dropout: float | None, pooler: bool = Fals
     with quiet_optional_imports():
         from transformers import AutoModel
         from transformers.quantizers import auto  # noqa: F401 - imports torchao when it is installed
+    from huggingface_hub.errors import StrictDataclassError
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # the unused pooler / MLM weights of a checkpoint are expected
@@ -104,11 +105,8 @@ def load_encoder(folder: os.PathLike, dropout: float | None, pooler: bool = Fals
         return AutoModel.from_pretrained(
             str(folder), local_files_only=True, add_pooling_layer=pooler, attn_implementation="sdpa", **extra
         )
-    except (OSError, ValueError, TypeError) as exc:
-        raise TrainctlError(
-            f"cannot load the pretrained encoder: {str(exc).splitlines()[0]}",
-            where=f"{folder} (model.pretrained)",
-        ) from None
+    except (OSError, ValueError, TypeError, StrictDataclassError) as exc:
+        raise pretrained_error("the pretrained encoder", exc, folder, "model.pretrained") from None
 
 
 @MODELS.register("bert", BertConfig)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,9 @@ class StepProfiler:
             on_trace_ready=self._ready,
             record_shapes=True,
         )
-        self.profiler.start()
+        self.pending: str | None = None  # the report, shown once the profiler's own call has returned
+        with kineto_lines_to(folder / "kineto.log"):
+            self.profiler.start()
 
     def _ready(self, prof: Any) -> None:
         trace = self.folder / "trace.json"
@@ -35,16 +40,42 @@ class StepProfiler:
         averages = prof.key_averages()
         table = averages.table(sort_by="self_cpu_time_total", row_limit=3 * TOP_OPERATORS)
         (self.folder / "operators.txt").write_text(table + "\n")
-        self.report(f"profile of {ACTIVE} steps -> {trace}\n{top_operators(averages)}")
+        self.pending = f"profile of {ACTIVE} steps -> {trace}\n{top_operators(averages)}"
 
     def step(self) -> None:
         if not self.done:
-            self.profiler.step()
+            with kineto_lines_to(self.folder / "kineto.log"):
+                self.profiler.step()
+            self._report()
 
     def close(self) -> None:
         if not self.done:
             self.done = True
-            self.profiler.stop()
+            with kineto_lines_to(self.folder / "kineto.log"):
+                self.profiler.stop()
+            self._report()
+
+    def _report(self) -> None:
+        if self.pending is not None:
+            self.report(self.pending)
+            self.pending = None
+
+
+@contextlib.contextmanager
+def kineto_lines_to(log: Path) -> Iterator[None]:
+    """Send this process's C-level stderr to `log` for the block: the profiler's library (Kineto) writes
+    lines such as `USDT: ... profiler_start` there, which no setting turns off."""
+    sys.stderr.flush()
+    console = os.dup(2)
+    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(console, 2)
+        os.close(console)
 
 
 def top_operators(averages: Any, limit: int = TOP_OPERATORS) -> str:

@@ -65,12 +65,10 @@ def method_settings(method: str, k: int | None, similarity: str, shrinkage: floa
 
 
 def pick_method(method: str | None, run_method: str | None) -> str:
-    """The method asked for, else the best ranker available: the run's own when it is a ranker, EASE
-    beside a rating model, item-knn for a ratings folder (no run)."""
+    """The method asked for, else the best ranker available: the run's own when it is a ranker, else
+    EASE (beside a rating model, or on a ratings folder)."""
     if method is None:
-        if run_method in RANKERS:
-            return run_method
-        return "ease" if run_method is not None else "item-knn"
+        return run_method if run_method in RANKERS else "ease"
     if method not in METHODS:
         raise TrainctlError(
             f"unknown method '{method}'.{suggestion(method, METHODS)}",
@@ -129,8 +127,10 @@ def recommend_for(fitted: Fitted, user: str, n: int) -> Recommendation:
 def displayed_scores(
     recommender: Any, method: str, user: int, top: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
-    """What a line shows as its score: the predicted rating for rating predictors (mf, k-NN CF,
-    popular's damped mean), the ranker's own score otherwise."""
+    """What a line shows as its score: the predicted rating for rating predictors (mf, k-NN CF), the
+    ranker's own score otherwise; for popular, what orders its list: the item's number of ratings."""
+    if method == "popular":
+        return np.floor(scores[top])  # the count; the fraction only breaks ties by the damped mean
     predict = getattr(recommender, "predict", None)
     if callable(predict):
         return predict(np.full(len(top), user), top)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -121,34 +123,55 @@ def settings_key(settings: MethodSettings, method: str) -> str:
 def fitted_recommender(
     origin: RatingsOrigin, method: str, settings: MethodSettings, user: str | None = None
 ) -> Fitted:
-    """A run's cached recommender when it is up to date; else fit it (and cache it for a run).
+    """A cached recommender when it is up to date; else fit it and cache it: in the run, or for a
+    ratings folder in the user's cache (data_cache_dir) under the data files' fingerprint.
 
     Without a run, item-knn computes only the neighbours of `user`'s rated items (exact for them).
     """
-    if origin.run_dir is None:
-        return fit(origin, method, settings, user)
-    key = "" if uses_run_model(origin, method) else settings_key(settings, method)
-    path = cache_path(origin.run_dir, method, key)
+    if origin.run_dir is None and method == "item-knn":
+        return fit(origin, method, settings, user)  # one user's neighbours: quicker than a cache read
     stamp = fingerprint(origin, method, settings)
+    if origin.run_dir is None:  # a ratings folder: kept in the user's cache, by the data's fingerprint
+        key = hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+        path = data_cache_dir() / f"{method}-{key}.npz"
+    else:
+        key = "" if uses_run_model(origin, method) else settings_key(settings, method)
+        path = cache_path(origin.run_dir, method, key)
     cached = load_fitted(path, stamp)
     if cached is not None:
         return cached
     result = fit(origin, method, settings)
-    result.save(path, stamp)
+    try:
+        result.save(path, stamp)
+    except OSError:
+        if origin.run_dir is not None:
+            raise
+        print(f"note: cannot cache the fit in {path.parent}; the next query fits again", file=sys.stderr)
     return result
 
 
+def data_cache_dir() -> Path:
+    """Where fits on ratings folders are kept: $TRAINCTL_CACHE_DIR/recommend (default ~/.cache/trainctl)."""
+    return Path(os.environ.get("TRAINCTL_CACHE_DIR") or "~/.cache/trainctl").expanduser() / "recommend"
+
+
 def check_items_titled(ratings: Ratings, source: str) -> None:
-    """Ratings of items that the titles file does not list are an error (a mismatched pair of files)."""
+    """Ratings of items that the titles file does not list: a note naming them (they are shown by id)
+    when they are a few; an error when the titles file covers under half of the rated items (a
+    mismatched pair of files)."""
     if ratings.untitled is None or len(ratings.untitled) == 0:
         return
     shown = ", ".join(str(x) for x in ratings.item_ids[ratings.untitled[:5]])
     more = f" and {len(ratings.untitled) - 5:,} more" if len(ratings.untitled) > 5 else ""
-    raise TrainctlError(
-        f"{len(ratings.untitled):,} rated item id(s) are not in the titles file: {shown}{more}",
-        where=source,
-        fix="add them to the titles file (u.item or movies.csv), or remove their ratings",
-    )
+    untitled, rated = len(ratings.untitled), len(ratings.item_ids)
+    what = f"{untitled:,} of {rated:,} rated item ids are not in the titles file"
+    if 2 * untitled > rated:
+        raise TrainctlError(
+            f"{what}: {shown}{more}",
+            where=source,
+            fix="give the titles file that belongs to these ratings (u.item or movies.csv)",
+        )
+    print(f"note: {what} ({shown}{more}): they are shown by id", file=sys.stderr)
 
 
 def fit(origin: RatingsOrigin, method: str, settings: MethodSettings, user: str | None = None) -> Fitted:

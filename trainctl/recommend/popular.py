@@ -7,7 +7,7 @@ import numpy as np
 from trainctl.recommend.matrix import RatingMatrix
 
 DAMPING = 5.0  # pseudo-ratings at the global mean added to every item's mean
-DESCRIPTION = "popular: the most-rated items; predicted rating = the item's damped mean"
+DESCRIPTION = "popular: the most-rated items (score = number of ratings; ties: the higher damped mean)"
 
 
 class PopularRecommender:

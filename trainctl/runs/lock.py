@@ -65,7 +65,11 @@ class LockOwner:
         """Why this owner is gone (its pid is dead here, or its host went silent), or None while alive."""
         now = time.time() if now is None else now
         if self.host == socket.gethostname():
-            return None if pid_alive(self.pid) else f"process {self.pid} is no longer running"
+            if pid_alive(self.pid):
+                return None
+            if job_processes(self.pid):  # its workers outlived it: they may still write
+                return None
+            return f"process {self.pid} is no longer running"
         silent = now - self.heartbeat
         if silent > STALE_AFTER_S:
             return f"no heartbeat from {self.host} for {silent / 60:.0f} min"
@@ -80,6 +84,36 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def job_processes(launcher: int) -> list[int]:
+    """This user's live processes that launcher `launcher` started (its pid is in their LAUNCHER_PID)."""
+    mark = f"{LAUNCHER_PID}={launcher}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            variables = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        if mark in variables:
+            found.append(int(entry.name))
+    return found
+
+
+def remove_stale_temporaries(run: RunDir) -> list[str]:
+    """Remove the temporaries (`.<name>.<pid>.tmp`, `.link`) that writers killed mid-write left in the run
+    and its checkpoints; the run's lock is ours, so no live writer of it has any. Their names, relative to
+    the run."""
+    removed = []
+    for folder in (run.path, run.path / "checkpoints"):
+        for tmp in [*folder.glob(".*.tmp"), *folder.glob(".*.link")]:
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if tmp.is_dir() or (pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(str(tmp.relative_to(run.path)))
+    return sorted(removed)
 
 
 def lock_path(run: RunDir) -> Path:
@@ -168,6 +202,9 @@ class RunLock:
                     note(f"took over the lock of {current.describe()}: {reason}")
             owner = LockOwner.me(job)
             write_owner(path, owner)
+        removed = remove_stale_temporaries(run)
+        if removed and note is not None:
+            note(f"removed {len(removed)} temporary file(s) that killed writers left: {', '.join(removed)}")
         lock = cls(run, owner, joined=False)
         lock._thread = threading.Thread(target=lock._beat, name="trainctl-run-lock", daemon=True)
         lock._thread.start()

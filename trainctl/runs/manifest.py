@@ -17,7 +17,10 @@ CHUNK = 1 << 20
 
 
 class CheckpointCorrupted(TrainctlError):
-    """A checkpoint file is missing, truncated or altered: it does not match its manifest (exit 2)."""
+    """A checkpoint file is missing, truncated or altered: it does not match its manifest (exit 2).
+    `intact` is the newest older checkpoint of the run that matches its own, when there is one."""
+
+    intact: Path | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -144,6 +147,8 @@ def verify(checkpoint: Path) -> Verdict:
         )
     else:
         fix = "no other checkpoint of this run is intact; copy the run again from its source, or train again"
-    raise CheckpointCorrupted(
+    error = CheckpointCorrupted(
         f"checkpoint corrupted: {shown}: {verdict.problem}", where=str(checkpoint.parent), fix=fix
     )
+    error.intact = intact[0].checkpoint if intact else None
+    raise error

@@ -111,6 +111,17 @@ def create_run_dir(root: Path, name: str) -> RunDir:
     raise TrainctlError(f"cannot create a run directory under {parent}")
 
 
+def check_folder_name(name: str, key: str) -> None:
+    """Refuse a name given for one folder that would lead elsewhere ('..', 'a/b', an absolute path)."""
+    if name in ("", ".", "..") or any(part in name for part in ("/", "\\", "\0")):
+        raise TrainctlError(
+            f"{key}={name!r} is not a plain folder name: it names one folder under the runs root, and "
+            "path parts ('/', '..') would put the run's files elsewhere",
+            where=key,
+            fix=f"use letters, digits, '.', '-' or '_', e.g. {key}=job42",
+        )
+
+
 def named_run_dir(path: Path) -> RunDir:
     """A run directory whose name was agreed in advance (a multi-node run id, $TRAINCTL_RUN_DIR)."""
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)

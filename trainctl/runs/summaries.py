@@ -47,12 +47,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def main_metric(records: list[dict[str, Any]], monitor: str | None) -> tuple[str | None, float | None]:
-    """The run's main metric (trainer.monitor, else accuracy, rmse or loss) in its last evaluation."""
+    """The run's main metric (trainer.monitor, else a ranker's precision@10, accuracy, rmse or loss) in its
+    last evaluation."""
     evals = [r for r in records if r.get("kind") == "eval"]
     if not evals:
         return None, None
     last = evals[-1]
-    for name in (monitor, "accuracy", "rmse", "loss"):
+    for name in (monitor, "precision@10", "accuracy", "rmse", "loss"):
         if name and isinstance(last.get(name), int | float):
             return name, float(last[name])
     return None, None

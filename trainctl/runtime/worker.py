@@ -83,8 +83,9 @@ def default_sinks(
     run: RunDir, plan: Plan, rank: int, restart: int, console: bool, loggers: Sequence[Logger | str] = ()
 ) -> list[Sink]:
     """Rank 0 writes metrics.jsonl, train.log, the run's heartbeat and the configured loggers, opened
-    when the run starts (RunFiles), and prints in a one-process run; a launched rank also keeps
-    logs/rank<N>.events.jsonl, which the parent's live view reads, and logs/rank<N>.log."""
+    when the run starts (RunFiles), and prints in a one-process run and under torchrun; every rank of a
+    job of several also keeps logs/rank<N>.events.jsonl, which the parent's live view reads, and
+    logs/rank<N>.log."""
     from trainctl.data import data_paths
     from trainctl.observe.console import ConsoleView
     from trainctl.observe.files import EventFile, JsonlMetrics, TextLog
@@ -107,7 +108,7 @@ def default_sinks(
         sinks.append(RunFiles(run, plan, restart, run_files))
         if console:
             sinks.insert(0, ConsoleView())
-    if not console:
+    if not console or plan.world_size > 1:  # a rank of a launched job (torchrun's rank 0 prints too)
         sinks += [EventFile(run.logs / f"rank{rank}.events.jsonl"), TextLog(run.logs / f"rank{rank}.log")]
     return sinks
 

@@ -114,10 +114,10 @@ def load_checkpoint(path: Path, *, note: Callable[[str], None] | None = None) ->
             warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated.*")
             state = torch.load(verdict.checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         size = path.stat().st_size if path.exists() else 0
         raise TrainctlError(
-            f"cannot read checkpoint ({'an empty file' if size == 0 else f'{size:,} bytes'}): {reason}",
+            f"cannot read checkpoint ({'an empty file' if size == 0 else f'{size:,} bytes'}): "
+            f"{unreadable_because(verdict.checkpoint, exc)}",
             where=str(path),
             fix="it is truncated or not a trainctl checkpoint; use another checkpoint of the run",
         ) from None
@@ -130,6 +130,22 @@ def load_checkpoint(path: Path, *, note: Callable[[str], None] | None = None) ->
             fix="read the checkpoint's full model with `trainctl eval`; resume from a verified checkpoint",
         )
     return state
+
+
+def unreadable_because(path: Path, exc: Exception) -> str:
+    """Why torch.load could not read `path`, in words that fit a checkpoint file (never torch's advice to
+    load it with weights_only=False, which would run the code a file may hold)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        return str(error)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        return "not a PyTorch checkpoint (torch.save writes zip archives; this file is none: text or damaged)"
+    if "Weights only load failed" in str(exc):
+        return "it holds pickled objects other than tensors and plain data; trainctl runs no code from a file"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return f"the archive is damaged ({first.split('. ')[0]})"
 
 
 def print_note(text: str) -> None:

@@ -22,7 +22,7 @@ from trainctl.config.compose import compose
 from trainctl.config.schema import Logger
 from trainctl.errors import RunFailed
 from trainctl.observe.mlflow_sink import end_sweep_parent, sweep_parent
-from trainctl.runs.run_dir import RunDir, default_runs_root
+from trainctl.runs.run_dir import RunDir, check_folder_name, default_runs_root
 from trainctl.runs.summaries import RunSummary, format_metric, read_metrics, summarize
 from trainctl.workflows.sweep_grid import Job, expand, sweep_dir, sweep_name
 
@@ -93,6 +93,8 @@ def run_sweep(
     args: Sequence[str], *, parallel: int = 1, name: str | None = None, say: Callable[[str], None] = print
 ) -> list[JobResult]:
     """Run the jobs not finished yet, `parallel` at a time; every job's result, in grid order."""
+    if name is not None:
+        check_folder_name(name, "--name")
     jobs = expand(args)
     # every job's config must compose before anything runs
     composed = {job: compose(list(job.overrides)) for job in jobs}

@@ -10,7 +10,7 @@ import torch
 from trainctl.config.schema import FileDataConfig
 from trainctl.data import DATASETS, DataInfo
 from trainctl.data.download import ensure_files
-from trainctl.data.idx import read_idx
+from trainctl.data.idx import check_idx_length, read_idx
 from trainctl.data.types import DataBundle, DataSpec, Normalisation, Split, Task
 from trainctl.errors import TrainctlError
 
@@ -67,6 +67,8 @@ def prepare_mnist(cfg: MNISTConfig, download: bool) -> DataInfo:
         return DataInfo(SPEC, None, None)
     paths = ensure_files("MNIST", folder, FILES, cfg.mirrors, cfg.download)
     names = list(FILES)
+    for images in (names[0], names[2]):  # found now, before a run folder exists, not by the workers
+        check_idx_length(paths[images], 2051)
     return DataInfo(SPEC, len(read_idx(paths[names[1]], 2049)), len(read_idx(paths[names[3]], 2049)))
 
 

@@ -90,7 +90,12 @@ def load_sequence_classifier(
         "with torch.no_grad():\n    probabilities = model(**batch).logits.softmax(-1)\n"
         "labels = [model.config.id2label[i] for i in probabilities.argmax(-1).tolist()]\n```\n\n"
         "The run pools with the encoder's pooler (`model.pooling=pooler`), which is what "
-        'BertForSequenceClassification computes; `pipeline("text-classification", model=folder)` works too.'
+        "BertForSequenceClassification computes; a pipeline works too, truncating as above (without "
+        "`truncation=True` a text longer than the model's positions fails, and one longer than the run's "
+        "max_length scores differently from `trainctl predict`):\n\n"
+        "```python\nfrom transformers import pipeline\n\n"
+        'classify = pipeline("text-classification", model=folder)\n'
+        "results = classify(texts, truncation=True)\n```"
     )
     return run, loading
 

@@ -10,7 +10,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from trainctl.api import OpenedRun
 
 FILE = "model.safetensors"
+EXTRA_STATE = "trainctl_extra_state"  # the metadata entry of the modules' non-tensor extra state
 
 
 @dataclass
@@ -65,9 +66,12 @@ class SafetensorsExporter(Exporter):
             "inputs": json.dumps(describe_inputs(source)),
             "outputs": json.dumps(describe_outputs(source)),
         }
-        save_file(unshared(model.state_dict()), str(folder / FILE), metadata=metadata)
+        tensors, extra = split_extra_state(model.state_dict())
+        if extra:
+            metadata[EXTRA_STATE] = json.dumps(extra)
+        save_file(unshared(tensors), str(folder / FILE), metadata=metadata)
         architecture = float_architecture(source)
-        architecture.load_state_dict(load_file(str(folder / FILE)), strict=True)
+        architecture.load_state_dict(join_extra_state(load_file(str(folder / FILE)), extra), strict=True)
         notes = []
         if dequantised:
             notes.append(
@@ -80,7 +84,7 @@ class SafetensorsExporter(Exporter):
         return Artefact(
             files=[FILE, *save_tokenizer(source, folder)],
             loaded=architecture,
-            loading=loading_text(model, dequantised),
+            loading=loading_text(model, dequantised) + (extra_state_text(extra) if extra else ""),
             reference=model if dequantised else None,
             notes=notes,
         )
@@ -129,6 +133,49 @@ def float_architecture(source: OpenedRun) -> nn.Module:
 
     kept = [r for r in compression_records(source.state) if r["config"]["name"] != "int8"]
     return plain_model(restore_layout(build_model(source.cfg.model, source.data.spec), {"compression": kept}))
+
+
+def split_extra_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """The state dict's tensors, and its modules' extra state (`<module>._extra_state`: a dict of ids and
+    settings) as plain data: a tensor in it is stored as the tensor `<module>._extra_state.<name>`, and
+    named in the plain data by that key."""
+    tensors, extra = {}, {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value
+            continue
+        plain = {}
+        for name, item in dict(value).items():
+            if isinstance(item, torch.Tensor):
+                tensors[f"{key}.{name}"] = item
+                plain[name] = {"tensor": f"{key}.{name}"}
+            else:
+                plain[name] = item
+        extra[key] = plain
+    return tensors, extra
+
+
+def join_extra_state(tensors: dict[str, torch.Tensor], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The state dict again, from what split_extra_state made of it."""
+    state: dict[str, Any] = {
+        k: v for k, v in tensors.items() if not any(k.startswith(f"{e}.") for e in extra)
+    }
+    for key, plain in extra.items():
+        state[key] = {
+            name: tensors[item["tensor"]] if isinstance(item, dict) and "tensor" in item else item
+            for name, item in plain.items()
+        }
+    return state
+
+
+def extra_state_text(extra: dict[str, dict[str, Any]]) -> str:
+    names = ", ".join(f"`{key}`" for key in extra)
+    return (
+        f"\n\nThe model also keeps plain data ({names}: the raw user and item ids in row order, settings): "
+        f"tensors among it are stored as `<key>.<name>` and the rest as JSON in the metadata entry "
+        f"`{EXTRA_STATE}`. A user's or item's row is its position in `_extra_state.user_ids` / "
+        "`_extra_state.item_ids`."
+    )
 
 
 def unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ class TorchExportExporter(Exporter):
             program = torch.export.export(source.model, (example,), dynamic_shapes=dynamic_shapes(source))
         torch.export.save(program, str(folder / FILE))
         loaded = torch.export.load(str(folder / FILE)).module()
-        dims = "batch and sequence length" if text_inputs(source) else "batch size"
+        dims = "batch size and sequence length are" if text_inputs(source) else "batch size is"
         return Artefact(
             files=[FILE, *save_tokenizer(source, folder)],
             loaded=loaded,
@@ -48,7 +48,7 @@ class TorchExportExporter(Exporter):
                 f"{torch.__version__.split('+')[0]} or newer\n"
                 "model = program.module()\n"
                 "with torch.no_grad():\n    outputs = model(inputs)\n```\n\n"
-                f"The {dims} are dynamic. The program can be compiled further (AOTInductor, ExecuTorch)."
+                f"The {dims} dynamic. The program can be compiled further (AOTInductor, ExecuTorch)."
             ),
         )
 

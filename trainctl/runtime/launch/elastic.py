@@ -93,7 +93,7 @@ def run_elastic(
                 probe_store(rdzv_endpoint, rdzv_timeout, run.logs / "agent.log")
             results = elastic_launch(config, elastic_worker)(plan)
     except ChildFailedError as exc:
-        raise stopper.stall_error(stall_timeout) or failure(run, exc) from None
+        raise stopper.stall_error(stall_timeout) or failure(run, exc, max_restarts) from None
     except KeyboardInterrupt:
         if stopper.rendezvous_timed_out:
             raise deadline.error from None
@@ -130,7 +130,12 @@ def prepare_start_method(start_method: str) -> None:
     if start_method != "forkserver":
         return
     multiprocessing.set_forkserver_preload(
-        ["trainctl.runtime.launch.rank", "trainctl.runtime.worker", "torch._dynamo"]
+        [
+            "trainctl.runtime.launch._in_forkserver",
+            "trainctl.runtime.launch.rank",
+            "trainctl.runtime.worker",
+            "torch._dynamo",
+        ]
     )
     sys.stdout.flush()
     console_stdout = os.dup(1)
@@ -247,12 +252,13 @@ def local_worker_pid(run: RunDir, rank: int) -> int | None:
     return None
 
 
-def failure(run: RunDir, exc: Any) -> TrainctlError:
+def failure(run: RunDir, exc: Any, max_restarts: int = 0) -> TrainctlError:
     """The error to show when workers failed: a user error a rank reported, or the root-cause rank's log
-    tail. The root cause is a rank that stopped without reporting its end (killed, crashed), else the
-    first failure the agent saw: the others then only lost their peer."""
+    tail. The root cause is a rank killed by a signal, else one that stopped without reporting its end
+    (crashed), else the first failure the agent saw: the others then only lost their peer."""
+    killed = sorted(r for r, f in exc.failures.items() if f.exitcode < 0)  # by a signal, from outside
     silent = [r for r in ranks_seen(run) if not reported_end(run, r)]
-    rank = silent[0] if silent else exc.get_first_failure()[0]
+    rank = (killed or silent or [exc.get_first_failure()[0]])[0]
     reported = error_file(run, rank)
     if reported.is_file():
         data = json.loads(reported.read_text())
@@ -268,7 +274,13 @@ def failure(run: RunDir, exc: Any) -> TrainctlError:
     error = RunFailed(
         f"rank {rank} {how}; every rank was stopped. Last lines of its log:\n" + "\n".join(tail),
         where=str(log),
-        fix="read the rank's log; with launcher.max_restarts>0 the job restarts from its last checkpoint",
+        fix="read the rank's log; "
+        + (
+            f"the job restarted {max_restarts} time(s) (launcher.max_restarts={max_restarts}) and failed "
+            f"again: resume it with `trainctl train --resume {run.path}` once the cause is fixed"
+            if max_restarts
+            else "with launcher.max_restarts=N the job restarts up to N times from its last checkpoint"
+        ),
     )
     # how the run ends in run.json: a rank that stopped without a word was stopped by a signal
     error.status = "killed" if code < 0 or rank not in exc.failures else "failed"

@@ -10,6 +10,7 @@ from trainctl.config.ranges import ranged
 from trainctl.config.schema import LauncherConfig
 from trainctl.errors import TrainctlError
 from trainctl.plan import Plan
+from trainctl.runs.run_dir import check_folder_name
 from trainctl.runtime.launch import LAUNCHERS
 from trainctl.runtime.launch.local import STALL_TIMEOUT_S, StartMethod, check_stall_timeout
 from trainctl.runtime.launch.rendezvous import check_endpoint
@@ -49,6 +50,7 @@ class MultinodeLauncher:
                 "launcher.run_id is not set",
                 fix="set launcher.run_id=NAME, the same on every node (it names the run dir)",
             )
+        check_folder_name(self.cfg.run_id, "launcher.run_id")
         check_stall_timeout(self.cfg.stall_timeout)
         check_endpoint(self.cfg.rdzv_endpoint)
         if self.cfg.rdzv_timeout < 1:

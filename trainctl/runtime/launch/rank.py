@@ -21,6 +21,7 @@ from trainctl.observe.files import EventFile
 from trainctl.plan import Plan
 from trainctl.runs.run_dir import RunDir
 from trainctl.runtime.launch.env import TorchrunEnv
+from trainctl.runtime.launch.lifeline import end_with_launcher
 
 
 def rank_log(run: RunDir, rank: int) -> Path:
@@ -76,6 +77,7 @@ def stall_for_test(rank: int) -> None:
 
 def elastic_worker(plan: Plan) -> dict[str, Any]:
     """Run as one rank of the plan; errors are left in logs/rank<N>.error.json for the parent."""
+    end_with_launcher()
     env = TorchrunEnv.from_environ()
     assert env is not None and plan.run_dir is not None, "started without the torchrun environment"
     run = RunDir(plan.run_dir)

@@ -8,9 +8,11 @@ manifest first; this reader is the second guard: it builds only the classes DCP 
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 
@@ -58,3 +60,12 @@ class SafeMetadataReader(FileSystemReader):
             metadata.storage_meta = StorageMeta()
         metadata.storage_meta.load_id = self.load_id
         return metadata
+
+
+def load_sharded(state: dict[str, Any], folder: Path) -> None:
+    """dcp.load of `state` in place from `folder`, its metadata read by SafeMetadataReader. The metadata is
+    read once before: DCP turns a reader's errors into text inside its own exception, and a refusal is
+    shown as itself (exit 2, one screen)."""
+    reader = SafeMetadataReader(folder)
+    reader.read_metadata()
+    dcp.load(state, storage_reader=reader)

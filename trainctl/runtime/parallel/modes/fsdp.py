@@ -16,7 +16,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from trainctl.config.schema import ParallelConfig
 from trainctl.runtime.parallel import STRATEGIES
 from trainctl.runtime.parallel.base import Optimizer, State, Strategy, blocks
-from trainctl.runtime.parallel.dcp_metadata import SafeMetadataReader
+from trainctl.runtime.parallel.dcp_metadata import load_sharded
 from trainctl.runtime.parallel.dtensor_state import FULL, get_model_state_dict
 
 
@@ -73,7 +73,7 @@ class ShardedDataParallel(Strategy):
         sharded = {"model": model_state, "optimizer": optimizer_state}
         # The checkpoint's manifest (sharded folder included) was verified before this; the metadata
         # is still read without running pickled code.
-        dcp.load(sharded, storage_reader=SafeMetadataReader(folder / state["sharded"]))
+        load_sharded(sharded, folder / state["sharded"])
         set_state_dict(
             model, optimizer, model_state_dict=sharded["model"], optim_state_dict=sharded["optimizer"]
         )
