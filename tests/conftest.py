@@ -18,6 +18,7 @@ SHARED_DATA = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared"
 # The files whose tests take longest (`--durations`), collected first: `make test` hands whole files to
 # two processes in collection order, so starting with these lets both end at about the same time.
 LONGEST_FILES = [
+    "test_user_project.py",
     "test_distributed.py",
     "test_readme.py",
     "test_runtime.py",

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,7 @@ def test_user_components_are_found_without_importing_them(
     git(project, "-c", "user.email=a@b", "-c", "user.name=a", "add", ".")
     git(project, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "net")
     monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delitem(sys.modules, "nets", raising=False)
     tree = {"model": {"_target_": "nets.small.Net", "width": 8}}
     assert module_file("nets.small.Net") == (project / "nets" / "small.py").resolve()
     clean, patches = code_state(tree)
@@ -175,6 +177,7 @@ def test_an_edited_user_module_shows_in_code_and_when_the_run_is_opened(
     project.mkdir()
     (project / "mynet.py").write_text("class Net:\n    pass\n")
     monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delitem(sys.modules, "mynet", raising=False)  # another test's project imported it
     then, _ = code_state({"model": {"_target_": "mynet.Net"}})
     first, second = copy_run(runs["a"], tmp_path / "a"), copy_run(runs["b"], tmp_path / "b")
     edit_record(first, lambda r: r["code"].update(then))
