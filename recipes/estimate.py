@@ -1,5 +1,6 @@
 """Recipe `estimate`: the supervised recipe's setup, then warm-up and measured steps, one evaluation of a
-slice of the test split and one checkpoint write, each timed on every rank, and each rank's peak memory.
+slice of the test split and one checkpoint write, each timed on every rank, and each rank's peak memory
+(where batches differ in size, after one more step on the first epoch's largest batch).
 
 Steps are timed by this recipe's own loop over the recipe's `train_step` (the step every run takes): the
 loader's wait and the augmentation apart from the step itself. Rank 0 decides when enough steps were
@@ -20,7 +21,7 @@ import torch
 from trainctl.recipes.supervised import SupervisedRecipe
 
 from trainctl.errors import RunInterrupted
-from trainctl.runtime.collectives import gather_to_rank0
+from trainctl.runtime.collectives import broadcast_from, gather_to_rank0
 from trainctl.training.evaluation import evaluated_model
 
 if TYPE_CHECKING:
@@ -128,21 +129,30 @@ def measure_steps(recipe: SupervisedRecipe, ctx: WorkerContext, clock: StepClock
             raise RunInterrupted("the estimate was interrupted")
         if stop:
             break
+    epoch_mean = None
+    if broadcast_from(len(set(sizes)) > 1, src=0):  # texts padded per batch: batches differ in size
+        epoch_sizes = [inputs.numel() for _, inputs, _, _ in recipe.loader.epoch(0)]  # only gathered
+        epoch_mean = sum(epoch_sizes) / len(epoch_sizes)  # the measured steps' cost is scaled to it
+        largest = max(range(len(epoch_sizes)), key=epoch_sizes.__getitem__)
+        train_on_batch(recipe, broadcast_from(largest, src=0))
     return {
         "first_step_at": first_step_at,
         "warmup_seconds": warmup,
         "step_seconds": steps,
         "input_seconds": inputs_wait,
         "input_sizes": sizes,
-        "epoch_mean_input_size": epoch_mean_input_size(recipe) if len(set(sizes)) > 1 else None,
+        "epoch_mean_input_size": epoch_mean,
     }
 
 
-def epoch_mean_input_size(recipe: SupervisedRecipe) -> float:
-    """The mean elements of this rank's inputs over the first epoch's batches: where batches differ in
-    size (texts padded per batch), the measured steps' cost is scaled to it. Batches are only gathered."""
-    sizes = [inputs.numel() for _, inputs, _, _ in recipe.loader.epoch(0)]
-    return sum(sizes) / len(sizes)
+def train_on_batch(recipe: SupervisedRecipe, batch: int) -> None:
+    """One untimed training step on this rank's share of the first epoch's batch `batch`: the run's peak
+    memory is set by its largest batch, which the measured steps need not have met."""
+    for _, inputs, targets, size in recipe.loader.epoch(0, start=batch):
+        if recipe.data.augment is not None:
+            inputs, targets, size = recipe.augment(inputs, targets, size, 0, batch)
+        recipe.train_step(inputs, targets, size)
+        return
 
 
 def measure_evaluation(recipe: SupervisedRecipe) -> dict[str, Any]:
