@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: setup demo test smoke lint bench clean
+.PHONY: setup demo test smoke lint bench bench-deps clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench
+
+# The peers of `python -m bench topn` (the bench extra). LightFM 1.17's setup.py fails in pip's isolated
+# build environment, so it is built first against the venv's own setuptools and numpy.
+bench-deps: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt setuptools wheel
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation lightfm
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -25,7 +25,7 @@ from trainctl.recommend.ease import ease_weights
 from trainctl.recommend.interactions import Reduce, implicit_matrices
 from trainctl.recommend.item_knn import knn_neighbours
 from trainctl.recommend.matrix import RatingMatrix
-from trainctl.recommend.metrics import ranking_metrics
+from trainctl.recommend.metrics import figures_only, ranking_metrics
 from trainctl.recommend.trained import build_ranker
 from trainctl.runtime.collectives import all_reduce_sum, barrier, gather_to_rank0
 from trainctl.training.checkpoint import FORMAT, rng_state, save_checkpoint, seed_everything
@@ -117,9 +117,7 @@ def test_ranking(
     method = "ease" if model.kind == "ease" else "item-knn"
     ranker = build_ranker(method, model.arrays(), train_matrix, liked_at, model.settings)
     test_matrix = RatingMatrix.build(test.users, test.items, test.values, shape)
-    metrics = ranking_metrics(ranker, train_matrix.by_user, test_matrix.by_user, liked_at=liked_at)
-    metrics.pop("users", None)
-    return metrics
+    return figures_only(ranking_metrics(ranker, train_matrix.by_user, test_matrix.by_user, liked_at=liked_at))
 
 
 def save(model: Any, cfg: Config, ctx: WorkerContext, metrics: dict[str, float]) -> None:

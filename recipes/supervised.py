@@ -31,6 +31,7 @@ from trainctl.observe.ticker import Ticker
 from trainctl.optim import build_optimizer
 from trainctl.optim.param_groups import param_groups
 from trainctl.optim.schedules import build_scheduler
+from trainctl.recommend.run_ranking import run_ranking
 from trainctl.runs.metrics import higher_is_better
 from trainctl.runtime.collectives import gather_to_rank0
 from trainctl.runtime.precision import MixedPrecision
@@ -107,6 +108,7 @@ class SupervisedRecipe:
             target=self.cfg.scheduler,  # scheduler._target_
         )
         self.monitor = self.trainer.monitor or self.objective.main_metric
+        self.ranking = run_ranking(self.cfg.model.name, self.cfg.data)  # a top-N model's figures, or None
         self.best: float | None = None
         self.position = Position()
         self.last_loss = math.nan
@@ -324,13 +326,13 @@ class SupervisedRecipe:
     def evaluate(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
         # the averaged weights if any, under the data set's test-time views
+        evaluated = evaluated_model(self.model, self.data, self.ema)
         with self.compiling("the first evaluation"), self.precision.autocast():
             metrics = self.strategy.evaluate(
-                evaluated_model(self.model, self.data, self.ema),
-                self.data.test,
-                self.objective,
-                self.trainer.eval_batch_size,
+                evaluated, self.data.test, self.objective, self.trainer.eval_batch_size
             )
+        if self.ranking is not None:  # a ranker's top-10 figures first: its main metric
+            metrics = {**self.ranking(self.strategy.unwrap(evaluated)), **metrics}
         self.ctx.reporter.emit(
             EvalRecord(
                 step=self.position.step,

@@ -4,14 +4,16 @@ against dense formulas, the minimum-evidence rule, the memory formula, and the r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import SINGLE, trainctl
-from tests.ratings_fixtures import latest_small_like, synthetic_rows, write_ml_100k
+from tests.conftest import REPO, SINGLE, trainctl
+from tests.ratings_fixtures import latest_small_like, synthetic_rows, write_ml_100k, write_ml_latest
 from trainctl.data.ratings import RatingsConfig, per_user_held_out, ranking_split
 from trainctl.models.ranker_settings import KNNRankerSettings
 from trainctl.recommend import interactions
@@ -22,6 +24,7 @@ from trainctl.recommend.knn import KNNRecommender, KNNSettings
 from trainctl.recommend.matrix import Compressed, RatingMatrix
 from trainctl.recommend.methods import MethodSettings, fit_method
 from trainctl.recommend.metrics import popularity_tiebreak, ranking_metrics, top_n
+from trainctl.recommend.similarity import shrink_by_support
 from trainctl.training.checkpoint import load_checkpoint
 
 
@@ -61,9 +64,22 @@ def test_ranking_metrics_on_a_hand_computed_example() -> None:
 
 def test_items_without_training_ratings_are_never_candidates() -> None:
     train = RatingMatrix.build(np.array([0, 1]), np.array([0, 1]), np.array([5.0, 5.0]), (2, 3))
-    test = RatingMatrix.build(np.array([0]), np.array([2]), np.array([5.0]), (2, 3))
+    test = RatingMatrix.build(np.array([0, 0]), np.array([2, 1]), np.array([5.0, 5.0]), (2, 3))
     got = ranking_metrics(FixedScores(np.array([[0.0, 1, 99], [0, 0, 0]])), train.by_user, test.by_user, n=1)
-    assert got["precision@1"] == 0.0 and got["coverage"] == pytest.approx(1 / 3)  # item 1, never item 2
+    assert got["coverage"] == pytest.approx(1 / 3)  # item 1, never item 2 despite its score
+    assert got["precision@1"] == 1.0 and got["items_excluded"] == 1  # item 2 is not one to find
+
+
+def test_unscorable_users_and_items_are_left_out_of_the_means_and_counted() -> None:
+    # training: user 0 rated item 0, user 1 item 1, user 2 items 0 and 1; items 2 and 3 have none
+    train = RatingMatrix.build(np.array([0, 1, 2, 2]), np.array([0, 1, 0, 1]), np.full(4, 5.0), (3, 4))
+    # held out: user 0 liked only item 2 (no training rating: nothing any method could list);
+    # user 1 liked item 0 (a candidate) and item 3 (no training rating); user 2 has nothing held out
+    test = RatingMatrix.build(np.array([0, 1, 1]), np.array([2, 0, 3]), np.array([5.0, 4.0, 5.0]), (3, 4))
+    got = ranking_metrics(FixedScores(np.zeros((3, 4))), train.by_user, test.by_user, n=1)
+    # user 1's list is [0] (the one candidate): a hit of their one findable liked item
+    assert (got["users"], got["users_excluded"], got["items_excluded"]) == (1, 1, 2)
+    assert got["precision@1"] == got["recall@1"] == got["ndcg@1"] == got["hit_rate@1"] == 1.0
 
 
 def test_top_n_breaks_ties_by_popularity_then_index() -> None:
@@ -104,13 +120,17 @@ def weighted_matrix(
     )
 
 
-def dense_top_k(dense: np.ndarray, k: int, alpha: float) -> np.ndarray:
-    """The k-nearest-neighbour similarity rows written out densely: the whole similarity, then each row's
-    k largest positive entries."""
+def dense_top_k(dense: np.ndarray, k: int, alpha: float, shrinkage: float = 0.0) -> np.ndarray:
+    """The k-nearest-neighbour similarity rows written out densely: the whole similarity, shrunk by
+    (n - 1) / (n - 1 + shrinkage) for n users who rated both items, then each row's k largest positive
+    entries."""
     gram = dense.T @ dense
     norms = np.diag(gram).copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         sim = np.nan_to_num(gram / (norms[:, None] ** alpha * norms[None, :] ** (1 - alpha)))
+    rated = (dense > 0).astype(np.float64)
+    support = np.maximum(rated.T @ rated - 1, 0)
+    sim *= support / (support + shrinkage) if shrinkage else 1.0
     np.fill_diagonal(sim, 0.0)
     out = np.zeros_like(sim)
     for row in range(len(sim)):
@@ -127,17 +147,19 @@ def as_dense(rows: Compressed) -> np.ndarray:
 
 
 @pytest.mark.parametrize("gathered", [True, False], ids=["gathered pairs", "dense product"])
-@pytest.mark.parametrize(("k", "alpha"), [(5, 0.5), (8, 0.7), (100, 0.5)])
+@pytest.mark.parametrize(
+    ("k", "alpha", "shrinkage"), [(5, 0.5, 0.0), (8, 0.7, 0.0), (100, 0.5, 0.0), (8, 0.5, 10.0)]
+)
 def test_sparse_top_k_neighbours_equal_the_dense_similarity(
-    k: int, alpha: float, gathered: bool, monkeypatch: pytest.MonkeyPatch
+    k: int, alpha: float, shrinkage: float, gathered: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dense, by_user, by_item = weighted_matrix()
     monkeypatch.setattr(interactions, "BLOCK_ELEMENTS", 70)  # blocks of 2 rows
     monkeypatch.setattr(interactions, "PAIR_BUDGET", 50)  # and several gathers per block
     monkeypatch.setattr(interactions, "DENSE_LIMIT", 0 if gathered else 40 * 30)
-    settings = KNNRankerSettings(k=k, alpha=alpha)
+    settings = KNNRankerSettings(k=k, alpha=alpha, shrinkage=shrinkage)
     got = knn_neighbours(by_item, by_user, settings)
-    want = dense_top_k(dense, k, alpha)
+    want = dense_top_k(dense, k, alpha, shrinkage)
     np.testing.assert_allclose(as_dense(got), want, rtol=1e-5, atol=1e-7)
     assert got.counts().max() <= k  # memory O(items x k)
     rows = np.array([3, 17, 4])
@@ -158,6 +180,27 @@ def test_item_scores_sum_the_rated_items_votes_and_name_the_largest() -> None:
             j for j in np.argsort(-contributions[:, item], kind="stable")[:2] if contributions[j, item] > 0
         ]
         assert because == best
+
+
+def test_item_knn_keeps_an_item_with_one_rating_out_of_the_top_as_k_nn_cf_does() -> None:
+    # item 0 (A): 20 raters; item 1 (B): 40 raters, 6 of them A's; item 2 (R): one rating, by a rater of A.
+    # Unshrunk, R's cosine with A (1 / sqrt(20) = .224) beats B's (6 / sqrt(20 x 40) = .212) on one rating.
+    pairs = [(u, 0) for u in range(20)] + [(u, 1) for u in range(14, 54)] + [(0, 2)]
+    users, items = np.array(pairs).T
+    matrix = RatingMatrix.build(users, items, np.full(len(pairs), 5.0), (54, 3))
+    asker = np.array([1])  # rated A only
+
+    def scores(shrinkage: float) -> np.ndarray:
+        settings = MethodSettings()
+        settings.item_knn = KNNRankerSettings(shrinkage=shrinkage)
+        return fit_method("item-knn", matrix, settings).scores(asker)[0]
+
+    unshrunk, default = scores(0.0), scores(KNNRankerSettings().shrinkage)
+    assert unshrunk[2] > unshrunk[1]  # without the rule, the one-rating item ranks first
+    assert default[1] > default[2] == 0.0  # with it (one common rater: no support), it never does
+    # the same rule as user-cf / item-cf's similarity (n common raters, shrinkage s: (n - 1) / (n - 1 + s))
+    halves = np.full((1, 3), 0.5, dtype=np.float32)
+    np.testing.assert_allclose(shrink_by_support(halves, np.array([[1, 11, 21]]), 10.0), [[0, 0.25, 1 / 3]])
 
 
 def test_ease_is_the_closed_form_with_a_zero_diagonal() -> None:
@@ -209,6 +252,28 @@ def test_the_memory_formula_bounds_a_query_and_puts_25m_ratings_in_a_few_gb(
     formula = query_memory_bytes(150, 2_000, len(users), len(rows), KNNRankerSettings().k)
     assert peak <= formula
     assert query_memory_bytes(162_541, 62_423, 25_000_095, 3_000, 200) < 3 * 2**30
+
+
+def test_bench_topn_takes_any_movielens_layout_and_stops_on_what_trainctl_cannot_read(tmp_path: Path) -> None:
+    from bench.topn import protocol
+    from trainctl.data.ratings import load_ratings, split_ratings
+
+    rows = synthetic_rows()
+    folders = write_ml_100k(tmp_path / "ml-100k", rows), write_ml_latest(tmp_path / "small", rows)
+    (train_a, test_a), (train_b, test_b) = (
+        split_ratings(load_ratings(protocol(f)), protocol(f)) for f in folders
+    )
+    for a, b in ((train_a, train_b), (test_a, test_b)):
+        assert np.array_equal(a.user_ids[a.users], b.user_ids[b.users]) and np.array_equal(a.values, b.values)
+        assert np.array_equal(a.item_ids[a.items], b.item_ids[b.items])
+    missing = bench("topn", "--data", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "bench topn: ratings file not found" in missing.stderr, missing.stderr
+    other = bench("help", "--data", str(folders[0]))
+    assert other.returncode == 1 and "benchmark 'help' takes no options" in other.stderr
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=REPO)
 
 
 # ---------------------------------------------------------------- the presets under DDP

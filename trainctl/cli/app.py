@@ -283,8 +283,8 @@ def recommend(
         None,
         "--method",
         "-m",
-        help="ease, item-knn, implicit-mf, mf, user-cf, item-cf or popular (default: the run's ranker, EASE "
-        "beside an mf run, item-knn with --data).",
+        help="ease, item-knn, implicit-mf, mf, user-cf, item-cf or popular (default: the run's ranker, else "
+        "EASE: beside an mf run and with --data).",
     ),
     run: str | None = typer.Option(
         None, "--run", help="A run trained on ratings: RUN_DIR or 'latest' (default: the newest rating run)."

@@ -22,6 +22,7 @@ def rating_eval(
 ) -> bool:
     """Evaluate and print when `target` is a rating run; False (nothing done) for any other run."""
     from trainctl.api import locate_checkpoint
+    from trainctl.cli.notes import note
     from trainctl.training.checkpoint import load_checkpoint
     from trainctl.workflows.rating_eval import evaluate_ratings, is_rating_config
 
@@ -32,6 +33,8 @@ def rating_eval(
             raise TrainctlError("--cv applies to runs trained on ratings", fix="drop --cv")
         return False
     report = evaluate_ratings(checkpoint, state, overrides, cv=cv)
+    for text in report["notes"]:
+        note(text)
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -62,7 +65,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"(seed {protocol['seed']}): {protocol['train']:,} train / {protocol['test']:,} test ratings, "
             f"{protocol['users_scored']:,} users scored",
             f"relevant = {protocol['relevant']}; candidates = {protocol['candidates']}; ties go to the more "
-            "popular item" + (f"\n{protocol['note']}" if protocol["note"] else ""),
+            f"popular item\n{excluded(protocol)}" + (f"\n{protocol['note']}" if protocol["note"] else ""),
             [*RANKING_COLUMNS.values(), "fit s"],
             rows,
         )
@@ -103,6 +106,14 @@ def print_report(report: dict[str, Any]) -> None:
         )
     if "written" in report:
         console.print(f"[dim]written to {report['written']}[/]")
+
+
+def excluded(protocol: dict[str, Any]) -> str:
+    """What the means leave out: liked held-out items no method can list, and users left with none."""
+    return (
+        f"left out: {protocol['items_excluded']:,} liked held-out items with no training rating, and "
+        f"{protocol['users_excluded']:,} users whose liked held-out items are all such items"
+    )
 
 
 def method_table(title: str, caption: str, columns: list[str], rows: list[list[str]]) -> Any:

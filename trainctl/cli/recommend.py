@@ -8,7 +8,11 @@ from trainctl.recommend.answer import Recommendation
 
 
 def render(answer: Recommendation, as_json: bool) -> None:
-    """Print the answer as a rich table, or as JSON."""
+    """Print the answer as a rich table, or as JSON; notes about the ratings go to stderr either way."""
+    from trainctl.cli.notes import note
+
+    for text in answer.data_notes:
+        note(text)
     if as_json:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return

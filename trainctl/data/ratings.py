@@ -318,6 +318,28 @@ def read_ratings(source: Source) -> Ratings:
     )
 
 
+def ratings_notes(ratings: Ratings, titles_file: Path | None) -> list[str]:
+    """What a command that reads `ratings` tells the user about them (train, eval and recommend say the
+    same): repeated ratings dropped, and rated items that the titles file does not list, named (they are
+    shown by id). A titles file that lists under half of the rated items is an error: it belongs to
+    other ratings."""
+    notes = list(ratings.notes)
+    if ratings.untitled is None or len(ratings.untitled) == 0:
+        return notes
+    untitled, rated = len(ratings.untitled), len(ratings.item_ids)
+    shown = ", ".join(str(x) for x in ratings.item_ids[ratings.untitled[:5]])
+    more = f" and {untitled - 5:,} more" if untitled > 5 else ""
+    what = f"{untitled:,} of {rated:,} rated item ids are not in the titles file"
+    if 2 * untitled > rated:
+        raise TrainctlError(
+            f"{what}: {shown}{more}",
+            where=str(titles_file or ratings.source),
+            fix="give the titles file that belongs to these ratings (u.item or movies.csv)",
+        )
+    notes.append(f"{what} ({shown}{more}): they are shown by id ({titles_file})")
+    return notes
+
+
 def read_columns(path: Path, columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The user, item and rating columns of a delimited file (ids as int64 when they all are integers).
 

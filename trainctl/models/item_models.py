@@ -25,7 +25,7 @@ class EASEConfig(ModelConfig, EASESettings):
 
 @dataclass
 class ItemKNNConfig(ModelConfig, KNNRankerSettings):
-    """Item-kNN for top-N: model.k neighbours per item, model.alpha, model.weak_weight."""
+    """Item-kNN for top-N: model.k neighbours per item, model.alpha, model.weak_weight, model.shrinkage."""
 
 
 class ItemItemModel(nn.Module):

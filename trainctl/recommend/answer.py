@@ -4,7 +4,7 @@ popular items, with a note, for a user with too few ratings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class Recommendation:
     note: str | None
     items: list[dict[str, Any]]
     source: str
+    data_notes: list[str] = field(default_factory=list)  # about the ratings file (ratings_notes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class Recommendation:
             "note": self.note,
             "source": self.source,
             "items": self.items,
+            "data_notes": self.data_notes,
         }
 
 
@@ -121,7 +123,7 @@ def recommend_for(fitted: Fitted, user: str, n: int) -> Recommendation:
             }
         )
     description = POPULAR if method == "popular" else fitted.description
-    return Recommendation(plain(fitted.user_ids[index]), method, description, note, items, "")
+    return Recommendation(plain(fitted.user_ids[index]), method, description, note, items, "", fitted.notes)
 
 
 def displayed_scores(

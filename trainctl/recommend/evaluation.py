@@ -20,7 +20,7 @@ from trainctl.errors import TrainctlError
 from trainctl.recommend import METHODS
 from trainctl.recommend.matrix import RatingMatrix
 from trainctl.recommend.methods import MethodSettings, fit_method
-from trainctl.recommend.metrics import Ranker, Recommender, ranking_metrics, rating_errors
+from trainctl.recommend.metrics import RANKING_COUNTS, Ranker, Recommender, ranking_metrics, rating_errors
 
 RATING_METHODS = ("user-cf", "item-cf", "popular")  # fitted here for RMSE/MAE beside a trained mf
 RANKING_FITTED = ("ease", "item-knn", "user-cf", "item-cf", "popular")  # fitted here for top-N figures
@@ -82,7 +82,8 @@ def evaluate_ranking(
         figures: dict[str, Any] = ranking_metrics(
             model, train_matrix.by_user, test_matrix.by_user, n=n, liked_at=settings.liked_at
         )
-        figures["users"] = int(figures["users"])
+        for count in RANKING_COUNTS:
+            figures[count] = int(figures[count])
         figures["fit_seconds"] = seconds  # None: trained in a run
         table[method] = figures
     return table

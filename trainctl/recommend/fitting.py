@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trainctl.data.ratings import Ratings, RatingsConfig, config_source
+from trainctl.data.ratings import Ratings, RatingsConfig, config_source, ratings_notes
 from trainctl.errors import TrainctlError
 from trainctl.recommend import MODEL_METHODS, TRAINED_ONLY
 from trainctl.recommend.matrix import RatingMatrix
@@ -155,34 +155,15 @@ def data_cache_dir() -> Path:
     return Path(os.environ.get("TRAINCTL_CACHE_DIR") or "~/.cache/trainctl").expanduser() / "recommend"
 
 
-def check_items_titled(ratings: Ratings, source: str) -> None:
-    """Ratings of items that the titles file does not list: a note naming them (they are shown by id)
-    when they are a few; an error when the titles file covers under half of the rated items (a
-    mismatched pair of files)."""
-    if ratings.untitled is None or len(ratings.untitled) == 0:
-        return
-    shown = ", ".join(str(x) for x in ratings.item_ids[ratings.untitled[:5]])
-    more = f" and {len(ratings.untitled) - 5:,} more" if len(ratings.untitled) > 5 else ""
-    untitled, rated = len(ratings.untitled), len(ratings.item_ids)
-    what = f"{untitled:,} of {rated:,} rated item ids are not in the titles file"
-    if 2 * untitled > rated:
-        raise TrainctlError(
-            f"{what}: {shown}{more}",
-            where=source,
-            fix="give the titles file that belongs to these ratings (u.item or movies.csv)",
-        )
-    print(f"note: {what} ({shown}{more}): they are shown by id", file=sys.stderr)
-
-
 def fit(origin: RatingsOrigin, method: str, settings: MethodSettings, user: str | None = None) -> Fitted:
     """Fit `method` on every rating of the origin (a run's own model: load it from its checkpoint)."""
     from trainctl.data.ratings import load_ratings
     from trainctl.recommend.methods import fit_method
 
     ratings = load_ratings(origin.data)
-    check_items_titled(ratings, origin.label)
+    notes = ratings_notes(ratings, config_source(origin.data).titles_file)
     if uses_run_model(origin, method):
-        return fit_trained(origin, ratings, settings.liked_at)
+        return fit_trained(origin, ratings, settings.liked_at, notes)
     if method in TRAINED_ONLY:
         model = "mf" if method == "mf" else "implicit_mf"
         raise TrainctlError(
@@ -200,7 +181,7 @@ def fit(origin: RatingsOrigin, method: str, settings: MethodSettings, user: str 
         rows = matrix.by_user.index[ptr[index] : ptr[index + 1]]
     recommender = fit_method(method, matrix, settings, rows)
     learned = np.bincount(ratings.users, minlength=ratings.num_users) > 0
-    meta = {"liked_at": settings.liked_at, "settings": settings.key(method)}
+    meta = {"liked_at": settings.liked_at, "settings": settings.key(method), "notes": notes}
     return Fitted(
         method,
         recommender,
@@ -218,7 +199,7 @@ def titles_of(ratings: Ratings) -> np.ndarray:
     return ratings.titles if ratings.titles is not None else np.full(ratings.num_items, "", dtype=object)
 
 
-def fit_trained(origin: RatingsOrigin, ratings: Ratings, liked_at: float) -> Fitted:
+def fit_trained(origin: RatingsOrigin, ratings: Ratings, liked_at: float, notes: list[str]) -> Fitted:
     """The run's trained model with its saved id mappings; factor models mark the users they learned."""
     from trainctl.data.ratings import split_ratings
     from trainctl.recommend.trained import trained_model
@@ -234,7 +215,7 @@ def fit_trained(origin: RatingsOrigin, ratings: Ratings, liked_at: float) -> Fit
     else:
         train, _ = split_ratings(ratings, origin.data)
         learned = np.bincount(train.remap(user_ids, item_ids).users, minlength=len(user_ids)) > 0
-    meta = {"liked_at": liked_at, "settings": model.settings}
+    meta = {"liked_at": liked_at, "settings": model.settings, "notes": notes}
     return Fitted(
         model.method,
         model.ranker(matrix, liked_at),

@@ -1,18 +1,23 @@
 """Item-kNN for top-N: each item's k most similar items on the implicit matrix, kept as sparse rows.
 
 sim(j, i) = co(j, i) / (norm_j^alpha * norm_i^(1 - alpha)) with co = X^T X and norm = its diagonal
-(alpha = 0.5 is the whole-vector cosine; above 0.5 popular candidates lose less). Item j keeps its
+(alpha = 0.5 is the whole-vector cosine; above 0.5 popular candidates lose less), shrunk by the
+number of users who rated both as user-cf and item-cf shrink theirs (similarity.shrink_by_support):
+an item with a few ratings gets no large similarity from them. Item j keeps its
 k most similar items (Deshpande and Karypis' item-based top-N), so memory is O(items x k); a user's
 score for item i sums the similarities of the rated items j that have i among their neighbours.
 """
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 
 from trainctl.models.ranker_settings import KNNRankerSettings
 from trainctl.recommend.interactions import Reduce, cooccurrence_blocks, item_norms
 from trainctl.recommend.matrix import Compressed
+from trainctl.recommend.similarity import shrink_by_support
 
 
 def top_k_rows(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,11 +64,25 @@ def knn_neighbours(
     columns = np.full((len(rows), min(settings.k, num_items)), -1, dtype=np.int64)
     values = np.zeros(columns.shape, dtype=np.float32)
     done = 0
-    for block, co in cooccurrence_blocks(by_item, by_user, rows, reduce):
-        cols, vals = top_k_rows(similarity_block(co, block, norms, settings.alpha), settings.k)
+    blocks = cooccurrence_blocks(by_item, by_user, rows, reduce)
+    supports = (  # common raters of each pair: the same blocks of the 0/1 matrix
+        (co for _, co in cooccurrence_blocks(rated(by_item), rated(by_user), rows, reduce))
+        if settings.shrinkage > 0
+        else repeat(None)
+    )
+    for (block, co), support in zip(blocks, supports, strict=False):  # repeat(None) never ends
+        sim = similarity_block(co, block, norms, settings.alpha)
+        if support is not None:
+            shrink_by_support(sim, support, settings.shrinkage)
+        cols, vals = top_k_rows(sim, settings.k)
         columns[done : done + len(block)], values[done : done + len(block)] = cols, vals
         done += len(block)
     return neighbours_from_rows(rows, columns, values, num_items)
+
+
+def rated(ratings: Compressed) -> Compressed:
+    """The same sparsity with every value 1: its co-occurrence counts common raters."""
+    return Compressed(ratings.ptr, ratings.index, np.ones(len(ratings.data), np.float32), ratings.shape)
 
 
 def neighbours_from_rows(
@@ -93,13 +112,14 @@ def query_memory_bytes(num_users: int, num_items: int, num_ratings: int, rated: 
     interpreter and the file's parsing: the ratings by user and by item (int64 index, float64 value:
     32 B a rating) plus the sort that builds them (16 B), their implicit weights (float32: 8 B), one
     co-occurrence block (at most BLOCK_ELEMENTS entries of 40 B: the sums and a bincount's, the
-    float32 similarities, the selection's indices), then either X held dense (float32, when users x items
-    is at most DENSE_LIMIT) or the gathered pairs (at most PAIR_BUDGET, about 40 B each), the `rated`
-    items' neighbours (12 B each) and a few score rows over the catalogue."""
+    float32 similarities, the selection's indices) and the same block of common-rater counts (16 B),
+    then twice (weights, counts) either X held dense (float32, when users x items is at most
+    DENSE_LIMIT) or the gathered pairs (at most PAIR_BUDGET, about 40 B each), the `rated` items'
+    neighbours (12 B each) and a few score rows over the catalogue."""
     from trainctl.recommend.interactions import BLOCK_ELEMENTS, DENSE_LIMIT, PAIR_BUDGET
 
     per_rating = 32 + 16 + 8
     cells = num_users * num_items
     gather = 4 * cells if cells <= DENSE_LIMIT else PAIR_BUDGET * 40
-    block = min(BLOCK_ELEMENTS, max(1, rated) * num_items) * 40 + gather
+    block = min(BLOCK_ELEMENTS, max(1, rated) * num_items) * (40 + 16) + 2 * gather
     return per_rating * num_ratings + 16 * (num_users + num_items) + block + 12 * rated * k + 32 * num_items

@@ -62,25 +62,38 @@ def top_n(scores: np.ndarray, exclude: np.ndarray, n: int, tiebreak: np.ndarray 
 
 
 RANKING_METRICS = ("precision", "recall", "ndcg", "hit_rate", "coverage")
+RANKING_COUNTS = ("users", "users_excluded", "items_excluded")  # who was scored: counts, not figures
 
 
 def ranking_metrics(
     ranker: Ranker, train: Compressed, test: Compressed, *, n: int = 10, liked_at: float = 4.0
 ) -> dict[str, float]:
-    """precision@n, recall@n, nDCG@n, hit_rate@n and catalogue coverage of top-n lists.
+    """precision@n, recall@n, nDCG@n, hit_rate@n and catalogue coverage of top-n lists, and the counts
+    of RANKING_COUNTS.
 
-    A user counts when a test rating of theirs is liked (>= liked_at; relevance is binary). Their list
-    ranks the candidates: items with a training rating that they did not rate in training; equal
-    scores go to the more popular item. recall divides the hits by the user's liked test items,
-    nDCG by the ideal DCG of min(n, liked) hits, and coverage counts the distinct items of all lists
-    over the catalogue's items.
+    Relevance is binary: a held-out rating >= liked_at is liked. A user's list ranks the candidates:
+    items with a training rating that they did not rate in training; equal scores go to the more
+    popular item. recall divides the hits by the user's relevant items, nDCG by the ideal DCG of
+    min(n, relevant) hits, and coverage counts the distinct items of all lists over the catalogue's.
+
+    What cannot be scored stays out of the means. Peers average over the users who have something to
+    find in the test split (implicit's ranking_metrics_at_k and LightFM's precision_at_k skip users
+    without test items; RecBole evaluates only users with some). Here, having something to find means
+    a liked held-out item that is a candidate: an item with no training rating can be listed by no
+    method, so it is left out of its user's relevant items (`items_excluded` counts those distinct
+    items), and a user whose liked held-out items are all such items is left out of every mean
+    (`users_excluded`) rather than counted as a guaranteed zero. `users` is how many users the means
+    are over.
     """
-    rows = np.repeat(np.arange(test.shape[0]), test.counts())
-    keep = test.data >= liked_at
-    liked_by_user = Compressed.build(rows[keep], test.index[keep], test.data[keep], test.shape)
-    users = np.flatnonzero(liked_by_user.counts() > 0)
     popularity = np.bincount(train.index, minlength=train.shape[1])
     unseen = popularity == 0
+    rows = np.repeat(np.arange(test.shape[0]), test.counts())
+    liked_pairs = test.data >= liked_at
+    scorable = liked_pairs & ~unseen[test.index]
+    liked_by_user = Compressed.build(rows[scorable], test.index[scorable], test.data[scorable], test.shape)
+    users = np.flatnonzero(liked_by_user.counts() > 0)
+    users_with_liked = np.unique(rows[liked_pairs])
+    items_excluded = np.unique(test.index[liked_pairs & unseen[test.index]])
     tiebreak = popularity_tiebreak(popularity)
     totals = dict.fromkeys(RANKING_METRICS[:-1], 0.0)
     listed = np.zeros(train.shape[1], dtype=bool)
@@ -103,4 +116,11 @@ def ranking_metrics(
     result = {f"{name}@{n}": value / count for name, value in totals.items()}
     result["coverage"] = float(listed.sum() / max(1, train.shape[1]))
     result["users"] = float(len(users))
+    result["users_excluded"] = float(len(users_with_liked) - len(users))
+    result["items_excluded"] = float(len(items_excluded))
     return result
+
+
+def figures_only(metrics: dict[str, float]) -> dict[str, float]:
+    """`ranking_metrics` without its counts: what a run records as its evaluation."""
+    return {key: value for key, value in metrics.items() if key not in RANKING_COUNTS}

@@ -18,12 +18,22 @@ class Similarity(str, Enum):
     pearson = "pearson"  # centred on each row's mean over the columns both rows rated
 
 
+def shrink_by_support(sim: np.ndarray, common: np.ndarray, shrinkage: float) -> np.ndarray:
+    """The minimum-evidence rule of every neighbourhood method (user-cf, item-cf, item-kNN): a similarity
+    computed on n common raters (or co-rated columns) is shrunk toward 0 by (n - 1) / (n - 1 + shrinkage),
+    so that a pair seen together once or twice cannot look as close as one seen together a hundred times
+    (Koren 2010; Surprise's pearson_baseline does the same). `sim` is scaled in place and returned."""
+    if shrinkage > 0:
+        support = np.maximum(np.asarray(common, dtype=sim.dtype) - 1, 0)
+        sim *= support / (support + shrinkage)
+    return sim
+
+
 def similarity(matrix: sp.spmatrix, kind: Similarity | str, shrinkage: float = 0.0) -> np.ndarray:
     """Dense (rows x rows) float32 similarities from sparse products; 0 on the diagonal.
 
-    With n co-rated columns, a similarity is shrunk by (n - 1) / (n - 1 + shrinkage) toward 0, so
-    that pairs with little support count less (Koren 2010; Surprise's pearson_baseline does the same).
-    Pairs with no co-rated column or a zero variance get 0.
+    Pairs with little support count less (shrink_by_support). Pairs with no co-rated column or a zero
+    variance get 0.
     """
     import scipy.sparse as sp  # here, not at module load: a cached query needs only the Similarity names
 
@@ -53,9 +63,6 @@ def similarity(matrix: sp.spmatrix, kind: Similarity | str, shrinkage: float = 0
                     (squares_u - sums_u**2 / common) * (squares_v - sums_v**2 / common)
                 )
         sim[~np.isfinite(sim) | (common == 0)] = 0.0
-        if shrinkage > 0:
-            support = np.maximum(common - 1.0, 0.0)
-            sim *= support / (support + shrinkage)
-        result[part] = sim
+        result[part] = shrink_by_support(sim, common, shrinkage)
     np.fill_diagonal(result, 0.0)
     return result

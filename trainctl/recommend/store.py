@@ -38,7 +38,12 @@ class Fitted:
     titles: np.ndarray  # "" where unknown
     learned_users: np.ndarray  # bool per user: the method can score them (factor models: trained on them)
     description: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)  # settings that rebuild the recommender
+    meta: dict[str, Any] = field(default_factory=dict)  # settings that rebuild the recommender; notes
+
+    @property
+    def notes(self) -> list[str]:
+        """What the ratings it was fitted on call for telling (trainctl.data.ratings.ratings_notes)."""
+        return list(self.meta.get("notes") or [])
 
     def fallback(self) -> PopularRecommender:
         return PopularRecommender(self.ratings)

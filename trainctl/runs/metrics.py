@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-HIGHER_IS_BETTER = {"accuracy"}
+HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "ndcg", "hit_rate", "coverage"}  # ranking: name@n
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` is an improvement (accuracy) or not (loss, rmse, mae)."""
-    return metric in HIGHER_IS_BETTER
+    """Whether a larger value of `metric` is an improvement (accuracy, precision@10, ndcg@10, ...) or not
+    (loss, rmse, mae)."""
+    return metric.split("@")[0] in HIGHER_IS_BETTER
 
 
 def metric_value(metric: str, value: float, number: str = ".4g") -> str:

@@ -28,7 +28,7 @@ def evaluate_ratings(
 ) -> dict[str, Any]:
     """Top-N figures of every method on the protocol split (the run's model measured as trained on it),
     RMSE/MAE on the run's own split, and with `cv` K folds of the rating predictors."""
-    from trainctl.data.ratings import load_ratings, ranking_split, split_ratings
+    from trainctl.data.ratings import config_source, load_ratings, ranking_split, ratings_notes, split_ratings
     from trainctl.recommend.evaluation import (
         cross_validate,
         evaluate_ranking,
@@ -43,6 +43,7 @@ def evaluate_ratings(
     data = composed.config.data
     run_dir = checkpoint.parent.parent
     ratings = load_ratings(data)
+    notes = ratings_notes(ratings, config_source(data).titles_file)
     model = trained_model(state)
     settings = method_settings(composed.config.model, data.liked_at)
     protocol = ranking_split(data)
@@ -67,6 +68,7 @@ def evaluate_ratings(
         "checkpoint": str(checkpoint),
         "method": model.method,
         "data": ratings.source,
+        "notes": notes,
         "ratings": len(ratings),
         "users": ratings.num_users,
         "items": ratings.num_items,
@@ -77,6 +79,9 @@ def evaluate_ratings(
             "train": len(train),
             "test": len(test),
             "users_scored": max((row.get("users", 0) for row in ranking.values()), default=0),
+            # left out of the means (metrics.ranking_metrics): nothing a method could list was liked
+            "users_excluded": max((row.get("users_excluded", 0) for row in ranking.values()), default=0),
+            "items_excluded": max((row.get("items_excluded", 0) for row in ranking.values()), default=0),
             "n": 10,
             "relevant": f"held-out rating >= {data.liked_at:g}",
             "candidates": "items with a training rating that the user did not rate in training",

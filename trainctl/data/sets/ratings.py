@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainctl.data import DATASETS
-from trainctl.data.ratings import Ratings, RatingsConfig, RatingsTarget, load_ratings, split_ratings
+from trainctl.data import DATASETS, DataInfo
+from trainctl.data.ratings import (
+    Ratings,
+    RatingsConfig,
+    RatingsTarget,
+    config_source,
+    load_ratings,
+    ratings_notes,
+    split_ratings,
+)
 from trainctl.data.types import DataBundle, DataSpec, Split, Task
 from trainctl.errors import TrainctlError
 
@@ -35,14 +43,27 @@ def as_split(ratings: Ratings, target: RatingsTarget = RatingsTarget.rating) -> 
     return Split(pairs, torch.from_numpy(ratings.values.astype(np.float32)))
 
 
-@DATASETS.register("ratings", RatingsConfig)
-def load_ratings_dataset(cfg: RatingsConfig) -> DataBundle:
-    ratings = load_ratings(cfg)
+def bundle_of(ratings: Ratings, cfg: RatingsConfig) -> DataBundle:
+    """The train and test splits of `ratings` as `cfg` splits them, with their spec."""
     if len(ratings) < 2:
         raise TrainctlError(f"{ratings.source} holds {len(ratings)} rating(s); a split needs at least 2")
     train, test = split_ratings(ratings, cfg)
     spec = ratings_spec(ratings, train, cfg)
     return DataBundle(train=as_split(train, cfg.target), test=as_split(test, cfg.target), spec=spec)
+
+
+def prepare_ratings(cfg: RatingsConfig, download: bool) -> DataInfo:
+    """The sizes of the splits, and the notes the plan shows about the file (as `recommend` and `eval`
+    show them): repeated ratings, rated items the titles file lacks (a mismatched one: exit 2)."""
+    ratings = load_ratings(cfg)
+    notes = ratings_notes(ratings, config_source(cfg).titles_file)
+    bundle = bundle_of(ratings, cfg)
+    return DataInfo(bundle.spec, len(bundle.train), len(bundle.test), tuple(notes))
+
+
+@DATASETS.register("ratings", RatingsConfig, prepare=prepare_ratings)
+def load_ratings_dataset(cfg: RatingsConfig) -> DataBundle:
+    return bundle_of(load_ratings(cfg), cfg)
 
 
 def ratings_spec(ratings: Ratings, train: Ratings, cfg: RatingsConfig) -> RatingSpec:
