@@ -352,6 +352,9 @@ def test_bad_input_is_a_clear_error_with_exit_2(folders: dict[str, Path], tmp_pa
     result = runner.invoke(app, ["recommend", "--user", "2", "--data", str(mismatched), "--json"])
     error = json.loads(result.stdout.strip().splitlines()[0])
     assert result.exit_code == 2 and "not in the titles file" in error["error"] and error["fix"]
+    result = runner.invoke(app, ["recommend", "--user", "2", "--data", str(folder), "--n", "0", "--json"])
+    error = json.loads(result.stdout.strip().splitlines()[0])
+    assert result.exit_code == 2 and error["where"] == "--n" and error["fix"] == "--n 10"
 
 
 def test_a_user_with_few_ratings_gets_popular_items_with_a_note(folders: dict[str, Path]) -> None:

@@ -278,7 +278,7 @@ def plan(
 @user_errors
 def recommend(
     user: str = typer.Option(..., "--user", "-u", help="The user's id, as in the ratings file."),
-    n: int = typer.Option(10, "--n", "-n", min=1, help="How many items to recommend."),
+    n: int = typer.Option(10, "--n", "-n", help="How many items to recommend (at least 1)."),
     method: str | None = typer.Option(
         None,
         "--method",

@@ -163,6 +163,8 @@ def recommend(
         origin_of_run,
     )
 
+    if n < 1:
+        raise TrainctlError(f"--n {n}: at least one item must be asked for", where="--n", fix="--n 10")
     if run is not None and data is not None:
         raise TrainctlError(
             "give --run or --data, not both",
