@@ -1,15 +1,17 @@
-"""Token ids as tensors: the tokenizer of a pretrained folder, tokenize-once caching, per-batch trimming."""
+"""Token ids: a pretrained folder's tokenizer, a memory-mapped tokenize-once cache, per-batch trimming."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from trainctl.data.types import Split
@@ -17,7 +19,7 @@ from trainctl.errors import TrainctlError
 from trainctl.observe.ticker import Ticker
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # a folder of .npy files (1: one torch file)
 ENCODE_CHUNK = 4096  # texts per tokenizer call: progress is reported between calls
 
 
@@ -149,24 +151,41 @@ def cached_encode(
     source: bytes,
     fingerprint: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`encode`, computed once per (file content, tokenizer, max_length) and kept in `cache_dir`."""
+    """`encode`, computed once per (file content, tokenizer, max_length) and kept in `cache_dir` as
+    `.npy` files that later loads memory-map: the ids' pages live in the OS page cache, shared by every
+    rank and process that reads them, instead of one private copy each (numpy's memmap, as the tables
+    use; a read-only cache folder keeps the ids in memory instead)."""
     key = hashlib.sha256()
     key.update(source)
     key.update(json.dumps([fingerprint, max_length, CACHE_FORMAT, len(texts)]).encode())
-    path = cache_dir / "tokens" / f"{key.hexdigest()[:24]}.pt"
-    if path.is_file():
-        try:
-            saved = torch.load(path, weights_only=True)
-            return saved["ids"], saved["lengths"]
-        except Exception:  # a damaged cache file is rebuilt below
-            path.unlink(missing_ok=True)
+    folder = cache_dir / "tokens" / key.hexdigest()[:24]
+    mapped = mapped_tokens(folder)
+    if mapped is not None:
+        return mapped
     with Ticker(f"tokenising {len(texts):,} texts (cached for next time)", total=len(texts)) as ticker:
         ids, lengths = encode(tokenizer, texts, max_length, progress=ticker.advance)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"ids": ids, "lengths": lengths}, tmp)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache folder costs speed, not correctness
-        pass
-    return ids, lengths
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed process's leftover under a reused pid
+        tmp.mkdir(parents=True)
+        np.save(tmp / "ids.npy", ids.numpy())
+        np.save(tmp / "lengths.npy", lengths.numpy())
+        if folder.exists() and mapped_tokens(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry
+        os.replace(tmp, folder)  # all or nothing
+    except OSError:  # a read-only cache folder, or another rank published the entry first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return mapped_tokens(folder) or (ids, lengths)
+
+
+def mapped_tokens(folder: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached (ids, lengths) of `folder`, the ids memory-mapped copy-on-write; None when the entry
+    is missing or damaged."""
+    try:
+        ids = np.load(folder / "ids.npy", mmap_mode="c")
+        lengths = np.load(folder / "lengths.npy")
+    except (OSError, ValueError):
+        return None
+    if ids.ndim != 2 or lengths.shape != (len(ids),) or ids.dtype != np.int32:
+        return None
+    return torch.from_numpy(ids), torch.from_numpy(lengths)
