@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainctl.data.cache_entry import new_entry
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
 from trainctl.observe.ticker import Ticker
@@ -164,17 +165,13 @@ def cached_encode(
         return mapped
     with Ticker(f"tokenising {len(texts):,} texts (cached for next time)", total=len(texts)) as ticker:
         ids, lengths = encode(tokenizer, texts, max_length, progress=ticker.advance)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(folder, ignore_errors=True)  # a damaged entry
     try:
-        shutil.rmtree(tmp, ignore_errors=True)  # a killed process's leftover under a reused pid
-        tmp.mkdir(parents=True)
-        np.save(tmp / "ids.npy", ids.numpy())
-        np.save(tmp / "lengths.npy", lengths.numpy())
-        if folder.exists() and mapped_tokens(folder) is None:
-            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry
-        os.replace(tmp, folder)  # all or nothing
-    except OSError:  # a read-only cache folder, or another rank published the entry first
-        shutil.rmtree(tmp, ignore_errors=True)
+        with new_entry(folder) as entry:
+            np.save(entry / "ids.npy", ids.numpy())
+            np.save(entry / "lengths.npy", lengths.numpy())
+    except OSError:  # a read-only cache folder
+        return ids, lengths
     return mapped_tokens(folder) or (ids, lengths)
 
 
