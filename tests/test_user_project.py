@@ -19,17 +19,17 @@ from tests.test_wheel import wheel_env
 from trainctl.runs.lock import job_processes
 from trainctl.training.checkpoint import load_checkpoint
 
-# the example's preset, made cheap: small images, a narrow model, one epoch of 20 steps, a report each
+# the example's preset, made cheap: small images, a narrow model, one epoch of 10 steps, a report each
 CHEAP = [
     "data.image_size=16",
     "model.width=8",
     "trainer.epochs=1",
-    "trainer.batch_size=4",
+    "trainer.batch_size=8",
     "trainer.threads=1",
     "trainer.log_every=1",
     "trainer.schedule=constant",
 ]
-STEPS = 20  # 80 train images / 4
+STEPS = 10  # 80 train images / 8
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_the_example_project_trains_resumes_bit_equal_after_a_kill_and_serves(
         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     wait_for(lambda: list(runs.glob("*/*/checkpoints/last.pt")), 120, "no checkpoint was written")
-    proc.send_signal(signal.SIGKILL)  # the launcher, at its first checkpoint (step 2 of 20)
+    proc.send_signal(signal.SIGKILL)  # the launcher, at its first checkpoint (step 2 of 10)
     proc.communicate(timeout=60)
     wait_for(lambda: not job_processes(proc.pid), 30, "processes of the killed job live on")
     (run,) = [p.parents[1] for p in runs.glob("*/*/checkpoints/last.pt")]
