@@ -8,13 +8,13 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, require_data
 from tests.test_distributed import final_state, max_difference
+from tests.test_job_processes import wait_for
 from tests.test_wheel import wheel_env
 from trainctl.runs.lock import job_processes
 from trainctl.training.checkpoint import load_checkpoint
@@ -69,14 +69,6 @@ def trainctl_in(project: tuple[Path, Path], runs: Path, *args: str) -> subproces
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
-
-
-def wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.time() + timeout
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.01)
 
 
 @pytest.mark.slow
