@@ -215,6 +215,9 @@ class SupervisedRecipe:
                 self.stop_now()
             if self.out_of_steps() and batch + 1 < self.steps_per_epoch:  # trainer.max_steps, mid-epoch
                 return
+            every = t.checkpoint_every  # last.pt inside the epoch too (its end writes one anyway)
+            if every and self.position.step % every == 0 and batch + 1 < self.steps_per_epoch:
+                self.save_checkpoint("last")
         self.position = Position(epoch + 1, 0, self.position.step)
         self.ctx.reporter.emit(
             EpochRecord(

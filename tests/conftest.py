@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -43,6 +44,28 @@ def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRAINCTL_RUNS_DIR", str(root))
     monkeypatch.setenv("TRAINCTL_CACHE_DIR", str(tmp_path / "cache"))  # fits on ratings folders
     return root
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the wheel, a venv with it installed), built once per test session: the xdist workers of one
+    session share it (the first builds it under a file lock, the others wait and reuse it)."""
+    import fcntl
+
+    from tests.test_wheel import install_wheel
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's own folder
+    folder = shared / "installed-wheel"
+    with open(shared / "installed-wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "installed").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            install_wheel(folder)
+            (folder / "installed").write_text("")
+    (wheel,) = (folder / "dist").glob("trainctl-*.whl")
+    return wheel, folder / "venv"
 
 
 def require_data(*folders: str) -> Path:

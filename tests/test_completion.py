@@ -116,3 +116,56 @@ def test_values_of_enums_booleans_loggers_and_nested_keys() -> None:
     assert "optim.momentum=" in complete_overrides(["optim=sgd"], "optim.")
     assert "optim.momentum=" not in complete_overrides(["optim=adam"], "optim.")
     assert set(complete_overrides([], "co")) == {"compress.", "compress=", "conf="}
+
+
+def user_folder_and_plugin(tmp_path: Path) -> dict[str, str]:
+    """A config folder (a `_target_` model, a preset) and an installed plugin (its .dist-info on the
+    path, entry point in trainctl.plugins); the environment that sees the plugin."""
+    from tests.test_user_components import PLUGIN, write
+
+    write(tmp_path / "conf/model/mynet.yaml", "# my CNN\n_target_: mynet.Net\nwidth: 4\n")
+    write(
+        tmp_path / "conf/preset/my_digits.yaml",
+        "# @package _global_\ndefaults:\n  - override /model: mynet\n",
+    )
+    site = tmp_path / "site"
+    write(site / "tinyplug/__init__.py", PLUGIN)
+    write(site / "tinyplug-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinyplug\nVersion: 0.1\n")
+    write(site / "tinyplug-0.1.dist-info/entry_points.txt", "[trainctl.plugins]\ntiny = tinyplug\n")
+    return {"PYTHONPATH": str(site), "CONF": str(tmp_path / "conf")}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_completion_offers_the_users_config_folder_and_the_plugins_options(tmp_path: Path) -> None:
+    script = (
+        BASH_PRELUDE
+        + r"""
+complete_words trainctl train --config-dir "$CONF" model =
+complete_words trainctl train -cd "$CONF" conf = my
+complete_words trainctl train -cd "$CONF" model = mynet model.
+complete_words trainctl train model = tiny model.
+complete_words trainctl train model = mynet model.
+"""
+    )
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **user_folder_and_plugin(tmp_path)}
+    env.pop("TRAINCTL_CONFIG_PATH", None)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert {"mynet", "tiny", "mlp", "cnn"} <= set(lines[0].split())  # the folder's, the plugin's, built-in
+    assert lines[1] == "my_digits"
+    assert lines[2] == "model.width="  # the keys its YAML sets
+    assert lines[3] == "model.width="  # the plugin's schema, read from its source
+    assert lines[4] == ""  # without the folder on the line, there is no mynet
+
+
+def test_plugin_completion_imports_neither_the_plugin_nor_torch(tmp_path: Path) -> None:
+    env = {**os.environ, **user_folder_and_plugin(tmp_path)}
+    env["TRAINCTL_CONFIG_PATH"] = env.pop("CONF")
+    code = (
+        "import sys; from trainctl.cli.completion import complete_overrides as c; "
+        "print(c([], 'model=t'), c(['model=tiny'], 'model.w'), c([], 'model=myn'), "
+        "'torch' in sys.modules, 'tinyplug' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["['model=tiny']", "['model.width=']", "['model=mynet']", "False", "False"]

@@ -97,6 +97,8 @@ def test_run_shape_counts_epochs_evaluations_and_checkpoints() -> None:
     assert (shape.epochs, shape.eval_passes, shape.checkpoint_writes) == (15, 3, 18)
     capped = run_shape(epochs=15, eval_every=1, steps_per_epoch=100, run_steps=250)  # max_steps=250
     assert (capped.epochs, capped.eval_passes, capped.checkpoint_writes) == (3, 3, 6)
+    inside = run_shape(epochs=15, eval_every=1, steps_per_epoch=100, run_steps=250, checkpoint_every=40)
+    assert inside.checkpoint_writes == 6 + 5  # steps 40, 80, 120, 160, 240 (200 ends an epoch)
 
 
 def rank_figures(step: float, peak: int, **extra: float) -> dict:

@@ -87,6 +87,28 @@ def test_image_folder_batches_are_the_same_with_workers_and_resume_mid_epoch(tmp
     assert sorted(torch.cat(shares).tolist()) == sorted(in_rank.train.targets.tolist())  # every sample once
 
 
+def test_a_data_worker_ends_with_its_rank_even_when_the_rank_is_killed() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    rank = subprocess.Popen(["sleep", "60"])
+    code = (
+        f"from trainctl.data.rank_lifeline import end_with; end_with({rank.pid}); print('ready', flush=True)"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code + "; import time; time.sleep(60)"], stdout=subprocess.PIPE
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+        rank.send_signal(signal.SIGKILL)
+        assert worker.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for process in (rank, worker):
+            process.kill()
+            process.wait()
+
+
 def test_one_folder_is_split_by_test_fraction(tmp_path: Path) -> None:
     folder = write_image_folder(tmp_path / "images") / "train"
     info = prepare_dataset(image_config(folder, "data.test_fraction=0.5"))

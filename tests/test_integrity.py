@@ -113,6 +113,14 @@ def test_keep_checkpoints_keeps_the_newest_and_their_manifests(runs_root: Path) 
     assert result.exit_code == 2 and "trainer.keep_checkpoints=0 is outside [1, inf)" in result.output
 
 
+def test_checkpoint_every_writes_last_inside_the_epoch(runs_root: Path) -> None:
+    run = small_run(1, "trainer.checkpoint_every=10", "trainer.keep_checkpoints=5")  # 23 steps an epoch
+    names = sorted(p.name for p in (run / "checkpoints").glob("last-step*.pt"))
+    assert names == ["last-step10.pt", "last-step20.pt", "last-step23.pt"]
+    position = load_checkpoint(run / "checkpoints" / "last-step10.pt")["position"]
+    assert position == {"epoch": 0, "batch": 10, "step": 10}
+
+
 def evil_metadata(marker: Path) -> bytes:
     """A pickle that creates `marker` when unpickled: what a tampered DCP .metadata can do."""
 

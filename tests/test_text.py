@@ -150,6 +150,39 @@ def test_tokens_are_computed_once_and_cached(tiny_sst2: Path, token_cache: Path)
     assert len(list((token_cache / "tokens").iterdir())) == 4
 
 
+def mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose memory mapping holds `tensor`'s data in this process (/proc/self/maps), if any."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end:
+            return fields[5].strip() if len(fields) == 6 else None
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc")
+def test_the_second_load_maps_the_token_cache_instead_of_tokenising(
+    tiny_sst2: Path, token_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainctl.data import tokens
+
+    first = sst2(tiny_sst2)
+
+    def tokenise_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the texts were tokenised again")
+
+    monkeypatch.setattr(tokens, "encode", tokenise_again)
+    again = sst2(tiny_sst2)
+    for split in (again.train, again.test):
+        mapped = mapped_file(split.inputs)
+        assert mapped is not None and mapped.startswith(str(token_cache / "tokens")), mapped
+        assert mapped.endswith("ids.npy")
+    assert torch.equal(first.train.inputs, again.train.inputs) and torch.equal(
+        first.test.lengths, again.test.lengths
+    )
+
+
 def test_length_sampler_groups_similar_lengths(tiny_sst2: Path) -> None:
     from trainctl.data.samplers import LengthGroupedOrder
 

@@ -129,6 +129,24 @@ def test_config_folder_by_option_and_by_environment(project: Path, runs_root: Pa
     assert not runs_root.exists()
 
 
+def test_cd_is_the_short_name_of_config_dir_and_c_stays_config(project: Path, runs_root: Path) -> None:
+    from trainctl.cli.app import hoist_config_dirs
+
+    assert hoist_config_dirs(["train", "-cd", "conf", "-c", "x.yaml"]) == [
+        "-cd",
+        "conf",
+        "train",
+        "-c",
+        "x.yaml",
+    ]
+    listed = run(project, "-cd", "conf", "configs", "list", "model", runs=runs_root, env={"COLUMNS": "200"})
+    assert listed.returncode == 0 and str(project / "conf") in listed.stdout, listed.stderr
+    shown = run(project, "configs", "show", "-cd", "conf", "-c", "conf/preset/my.yaml", runs=runs_root)
+    assert shown.returncode == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout)["model"] == {"name": "mynet.Net", "_target_": "mynet.Net", "width": 6}
+    assert not runs_root.exists()
+
+
 @pytest.mark.parametrize("folder", ["missing", "a_file", "bad_yaml"])
 def test_a_bad_config_folder_exits_2(folder: str, tmp_path: Path, runs_root: Path) -> None:
     (tmp_path / "a_file").write_text("x")

@@ -1,6 +1,6 @@
 """A user's project with the installed wheel: their model, their config folder, CIFAR images as JPEG files,
-trained on 2 DDP ranks with 2 data workers each, interrupted mid-epoch and resumed bit-equal; then
-eval, predict on a photo, int8 compression and ONNX export of that run."""
+trained on 2 DDP ranks with 2 data workers each, its launcher SIGKILLed mid-epoch and resumed bit-equal;
+then eval, predict on a photo, int8 compression and ONNX export of that run."""
 
 from __future__ import annotations
 
@@ -13,28 +13,33 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, require_data
-from tests.test_distributed import final_state, max_difference, wait_for_train_records
-from tests.test_wheel import install_wheel, wheel_env
+from tests.test_distributed import final_state, max_difference
+from tests.test_job_processes import wait_for
+from tests.test_wheel import wheel_env
+from trainctl.runs.lock import job_processes
+from trainctl.training.checkpoint import load_checkpoint
 
-# the example's preset, made cheap: small images, a narrow model, 4 steps an epoch, a report every step
+# the example's preset, made cheap: small images, a narrow model, one epoch of 10 steps, a report each
 CHEAP = [
     "data.image_size=16",
     "model.width=8",
-    "trainer.epochs=2",
-    "trainer.batch_size=20",
+    "trainer.epochs=1",
+    "trainer.batch_size=8",
     "trainer.threads=1",
     "trainer.log_every=1",
     "trainer.schedule=constant",
 ]
+STEPS = 10  # 80 train images / 8
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def project(
+    installed_wheel: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """(the project folder, the venv with the installed wheel)."""
     data = require_data("cifar-10-batches-py")
-    root = tmp_path_factory.mktemp("user")
-    _, venv = install_wheel(root)
-    folder = root / "my_project"
+    _, venv = installed_wheel
+    folder = tmp_path_factory.mktemp("user") / "my_project"
     shutil.copytree(REPO / "examples" / "my_project", folder)
     subprocess.run(
         [venv / "bin" / "python", folder / "cifar_images.py", folder / "images"]
@@ -45,7 +50,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder, venv
 
 
-def command(project: tuple[Path, Path], runs: Path, *args: str) -> list[str]:
+def command(project: tuple[Path, Path], *args: str) -> list[str]:
     folder, venv = project
     head = [str(venv / "bin" / "trainctl"), "--config-dir", "conf", *args[:1]]
     if args[:1] == ("train",) and "--resume" not in args:
@@ -55,7 +60,7 @@ def command(project: tuple[Path, Path], runs: Path, *args: str) -> list[str]:
 
 def trainctl_in(project: tuple[Path, Path], runs: Path, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        command(project, runs, *args),
+        command(project, *args),
         cwd=project[0],
         env=wheel_env(runs),
         capture_output=True,
@@ -67,7 +72,7 @@ def trainctl_in(project: tuple[Path, Path], runs: Path, *args: str) -> subproces
 
 
 @pytest.mark.slow
-def test_the_example_project_trains_resumes_bit_equal_and_serves(
+def test_the_example_project_trains_resumes_bit_equal_after_a_kill_and_serves(
     project: tuple[Path, Path], tmp_path: Path
 ) -> None:
     folder, _ = project
@@ -75,18 +80,21 @@ def test_the_example_project_trains_resumes_bit_equal_and_serves(
     trainctl_in(project, straight, "train")
     reference = (straight / "latest").resolve()
 
-    runs = tmp_path / "interrupted"
+    runs = tmp_path / "killed"
     proc = subprocess.Popen(
-        command(project, runs, "train"), cwd=folder, env=wheel_env(runs), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        command(project, "train", "trainer.checkpoint_every=2"), cwd=folder, env=wheel_env(runs),
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    run = wait_for_train_records(runs, 6)  # 4 steps an epoch: in the middle of the second
-    proc.send_signal(signal.SIGINT)
-    _, errors = proc.communicate(timeout=120)
-    assert proc.returncode == 130, errors
-    position = json.loads((run / "run.json").read_text())
-    assert position["status"] == "interrupted"
-    trainctl_in(project, runs, "train", "--resume", "latest")
+    wait_for(lambda: list(runs.glob("*/*/checkpoints/last.pt")), 120, "no checkpoint was written")
+    proc.send_signal(signal.SIGKILL)  # the launcher, at its first checkpoint (step 2 of 10)
+    proc.communicate(timeout=60)
+    wait_for(lambda: not job_processes(proc.pid), 30, "processes of the killed job live on")
+    (run,) = [p.parents[1] for p in runs.glob("*/*/checkpoints/last.pt")]
+    position = load_checkpoint(run / "checkpoints" / "last.pt")["position"]
+    assert position["epoch"] == 0 and 0 < position["batch"] < STEPS, position  # inside the epoch
+    assert "end:" not in (run / "train.log").read_text()
+    resumed = trainctl_in(project, runs, "train", "--resume", "latest")
+    assert "took over the lock" in resumed.stdout + resumed.stderr
     assert max_difference(final_state(reference), final_state(run)) == 0.0
 
     evaluated = json.loads(trainctl_in(project, runs, "eval", str(run), "--json").stdout)

@@ -75,9 +75,11 @@ def wheel_env(runs: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_wheel_installed_in_a_fresh_venv_runs_from_another_directory(tmp_path: Path) -> None:
+def test_the_wheel_installed_in_a_fresh_venv_runs_from_another_directory(
+    installed_wheel: tuple[Path, Path], tmp_path: Path
+) -> None:
     """Build and install the wheel, then run the installed `trainctl` from an empty directory."""
-    wheel, venv = install_wheel(tmp_path)
+    wheel, venv = installed_wheel
     python = venv / "bin" / "python"
     names = zipfile.ZipFile(wheel).namelist()
     configs = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml"))

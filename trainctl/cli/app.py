@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from trainctl.errors import TrainctlError
 
+CONFIG_DIR_OPTIONS = ("--config-dir", "-cd")  # -cd: Hydra's short name (`-c` is --config)
+
+
+class ConfigDirsFirst(TyperGroup):
+    """The root command: it reads `--config-dir DIR` (`-cd DIR`) wherever it stands, also after a
+    command and while the shell completes a line, as its own option."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_config_dirs(args))
+
+
 app = typer.Typer(
+    cls=ConfigDirsFirst,
     name="trainctl",
     help="Train models from declarative configs. Example: trainctl train conf=mlp_mnist optim.lr=3e-3",
     no_args_is_help=True,
@@ -46,7 +58,7 @@ def options(
     ),
     config_dir: list[Path] | None = typer.Option(
         None,
-        "--config-dir",
+        *CONFIG_DIR_OPTIONS,
         help="A folder of your configs laid out like conf/ (model/NAME.yaml, preset/NAME.yaml, ...), "
         "searched before the built-in ones; repeatable, accepted after any command (also: "
         "$TRAINCTL_CONFIG_PATH).",
@@ -63,6 +75,11 @@ def complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of overrides (conf=, group=, section.key=); reads conf/ without importing torch."""
     from trainctl.cli.completion import complete_overrides as complete
 
+    given = ctx.find_root().params.get("config_dir")  # the line's --config-dir (no command runs)
+    if given:
+        from trainctl.config.compose import add_config_dirs
+
+        add_config_dirs(given)
     return complete(list(ctx.params.get("overrides") or []), incomplete)
 
 
@@ -591,21 +608,21 @@ def main() -> None:
 
     apply_wait_policy(wait_policy())  # before torch loads OpenMP in this process (a one-process job's)
     install_bash_script()
-    app(args=hoist_config_dirs(sys.argv[1:]))
+    app()
 
 
 def hoist_config_dirs(args: list[str]) -> list[str]:
-    """Move `--config-dir DIR` (and `--config-dir=DIR`) from after a command to the front, where the
-    root option reads it for every command alike (`trainctl train --config-dir conf model=mynet`)."""
+    """Move `--config-dir DIR` / `-cd DIR` (and `--config-dir=DIR`) from after a command to the front,
+    where the root option reads it for every command alike (`trainctl train -cd conf model=mynet`)."""
     end = args.index("--") if "--" in args else len(args)
     front: list[str] = []
     rest: list[str] = []
     i = 0
     while i < end:
-        if args[i] == "--config-dir" and i + 1 < end:
+        if args[i] in CONFIG_DIR_OPTIONS and i + 1 < end:
             front += args[i : i + 2]
             i += 2
             continue
-        (front if args[i].startswith("--config-dir=") else rest).append(args[i])
+        (front if args[i].startswith(tuple(f"{o}=" for o in CONFIG_DIR_OPTIONS)) else rest).append(args[i])
         i += 1
     return [*front, *rest, *args[end:]]

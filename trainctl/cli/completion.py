@@ -1,6 +1,6 @@
-"""Shell completion of config overrides (conf=, group=, section.key=) from conf/ YAML and the schema
-dataclasses' source, and of runs (`latest`, run directories), without importing torch or Hydra: it
-runs on every <TAB>."""
+"""Shell completion of config overrides (conf=, group=, section.key=) from the config folders' YAML
+and the schema dataclasses' source (the package's and the installed plugins'), and of runs (`latest`,
+run directories), without importing torch, Hydra or a plugin: it runs on every <TAB>."""
 
 from __future__ import annotations
 
@@ -14,21 +14,55 @@ from pathlib import Path
 
 import yaml
 
-from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES, conf_dir, find_option, groups, options
+from trainctl.config.compose import GROUP_ALIASES, KEY_ALIASES, conf_dir, file_options, find_option, groups
 from trainctl.config.schema import Logger
 from trainctl.config.validate import FIXED_SECTIONS, REGISTRY_SECTIONS
+from trainctl.errors import TrainctlError
+from trainctl.registry import PLUGIN_GROUP
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the trainctl package
 SECTIONS = [*REGISTRY_SECTIONS, *FIXED_SECTIONS]
 
 
+Schemas = tuple[dict[str, dict[str, str]], dict[str, tuple[list[str], list[str]]]]
+
+
 @functools.lru_cache(maxsize=1)
-def source_schemas() -> tuple[dict[str, dict[str, str]], dict[str, tuple[list[str], list[str]]]]:
+def source_schemas() -> Schemas:
     """From the package's source: {registry variable: {option name: schema class}} and
     {class: (base classes, own field names)}, read with `ast` so no component module is imported."""
+    return read_schemas(PACKAGE.rglob("*.py"))
+
+
+@functools.lru_cache(maxsize=1)
+def plugin_schemas() -> Schemas:
+    """The same from the source of the installed plugins' entry-point modules (group trainctl.plugins),
+    found on the path without importing them (nor their packages)."""
+    from importlib.metadata import entry_points
+
+    return read_schemas(p for point in entry_points(group=PLUGIN_GROUP) if (p := module_file(point.module)))
+
+
+def module_file(name: str) -> Path | None:
+    """The .py file of module `name`, looked up part by part on sys.path: no package is imported."""
+    from importlib.machinery import PathFinder
+
+    parts = name.split(".")
+    search: list[str] | None = None
+    spec = None
+    for depth in range(1, len(parts) + 1):
+        spec = PathFinder.find_spec(".".join(parts[:depth]), search)
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations or [])
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def read_schemas(paths: typing.Iterable[Path]) -> Schemas:
     registered: dict[str, dict[str, str]] = {}
     classes: dict[str, tuple[list[str], list[str]]] = {}
-    for path in PACKAGE.rglob("*.py"):
+    for path in paths:
         text = path.read_text()
         if "class " not in text and ".register(" not in text:
             continue
@@ -55,9 +89,9 @@ def source_schemas() -> tuple[dict[str, dict[str, str]], dict[str, tuple[list[st
 
 
 def class_fields(name: str) -> list[str]:
-    """Field names of a schema class found in the source, base classes' fields first."""
-    _, classes = source_schemas()
-    bases, own = classes.get(name, ([], []))
+    """Field names of a schema class found in the source (the package's, then the plugins'), base
+    classes' fields first."""
+    bases, own = source_schemas()[1].get(name) or plugin_schemas()[1].get(name, ([], []))
     inherited = [f for base in bases for f in class_fields(base)]
     return list(dict.fromkeys([*inherited, *own]))
 
@@ -102,23 +136,34 @@ def section_keys(section: str, words: Sequence[str]) -> list[str]:
     group = next((g for g, s in KEY_ALIASES.items() if s == section), section)
     option = chosen_options(words).get(group)
     option_file = find_option(group, option) if option is not None else None
-    if option_file is None:
-        return []
-    node = yaml.safe_load(option_file.read_text()) or {}
-    if "_target_" in node:  # the user's component: the keys its YAML sets (its signature decides the rest)
-        return [f"{section}.{k}" for k in node if k not in ("name", "_target_")]
-    name = node.get("name", option)
-    registered, _ = source_schemas()
+    name = option
+    if option_file is not None:
+        node = yaml.safe_load(option_file.read_text()) or {}
+        if (
+            "_target_" in node
+        ):  # the user's component: the keys its YAML sets (its signature decides the rest)
+            return [f"{section}.{k}" for k in node if k not in ("name", "_target_")]
+        name = node.get("name", option)
     registry = REGISTRY_SECTIONS[section].split(":")[1]
-    schema_class = registered.get(registry, {}).get(str(name))
+    schema_class = source_schemas()[0].get(registry, {}).get(str(name))
+    if schema_class is None and name is not None:  # a plugin's component, or nothing known
+        schema_class = plugin_schemas()[0].get(registry, {}).get(str(name))
     return [f"{section}.{f}" for f in class_fields(schema_class) if f != "name"] if schema_class else []
+
+
+def group_options(group: str) -> list[str]:
+    """A group's options as `options` lists them: the config folders' YAML files and, read from their
+    source, the names installed plugins register in the group's registry."""
+    registry = REGISTRY_SECTIONS.get(KEY_ALIASES.get(group, group), "").rpartition(":")[2]
+    plugged = plugin_schemas()[0].get(registry, {}) if registry else {}
+    return sorted(set(file_options(group)) | set(plugged))
 
 
 def value_choices(key: str) -> list[str]:
     """Values worth offering for `key`: a group's options, an enum's members, true/false."""
     group = GROUP_ALIASES.get(key, key)
     if "." not in key and group in groups():
-        return options(group)
+        return group_options(group)
     if key == "logger":
         return [member.value for member in Logger]
     section, _, rest = key.partition(".")
@@ -155,7 +200,7 @@ def complete_overrides(words: Sequence[str], incomplete: str) -> list[str]:
             key, _, prefix = incomplete.partition("=")
             return [f"{key}={v}" for v in value_choices(key) if v.startswith(prefix)]
         return key_choices(incomplete, words)
-    except (OSError, yaml.YAMLError, SyntaxError):  # never break the user's shell over a bad file
+    except (OSError, yaml.YAMLError, SyntaxError, TrainctlError):  # never break the user's shell
         return []
 
 

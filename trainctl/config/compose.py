@@ -95,8 +95,12 @@ def groups() -> list[str]:
 def options(group: str) -> list[str]:
     """The options of a group: its YAML files without the suffix, in every config folder, and the
     components that installed plugins registered for it."""
-    files = {p.stem for folder in config_folders() for p in (folder / group).glob("*.yaml")}
-    return sorted(files | set(plugin_options(group)))
+    return sorted(set(file_options(group)) | set(plugin_options(group)))
+
+
+def file_options(group: str) -> list[str]:
+    """The options of a group that are YAML files (without the suffix), in every config folder."""
+    return sorted({p.stem for folder in config_folders() for p in (folder / group).glob("*.yaml")})
 
 
 def plugin_options(group: str) -> dict[str, str]:

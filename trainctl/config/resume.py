@@ -17,6 +17,7 @@ MAY_CHANGE = (
     "trainer.early_stopping.",
     "trainer.monitor",  # which evaluation picks best.pt from now on
     "trainer.keep_checkpoints",
+    "trainer.checkpoint_every",
     "trainer.profile",
     "trainer.threads",
     "logger",

@@ -144,6 +144,8 @@ class TrainerConfig:
     max_steps: int | None = ranged(None, "[1, inf)")
     # last.pt and the keep_checkpoints - 1 checkpoints before it stay on disk, verified fall-backs
     keep_checkpoints: int = ranged(2, "[1, inf)")
+    # also write last.pt every N optimizer steps inside an epoch; null: at each epoch's end only
+    checkpoint_every: int | None = ranged(None, "[1, inf)")
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     profile: bool = False  # record a torch.profiler trace of a few steps into <run>/profile/
     precision: Precision = Precision.fp32

@@ -15,6 +15,7 @@ from a forkserver and run threads (OpenMP, gloo), after which a plain fork is no
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
+from trainctl.data.rank_lifeline import end_with
 from trainctl.data.types import Split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -50,6 +52,12 @@ def seed_worker(worker_id: int) -> None:
     then reseeds from its own position (SeededFetch)."""
     rank = int(os.environ.get("RANK", "0"))
     seed_all(((torch.initial_seed() % 2**31) * 1_009 + rank) * 101 + worker_id)
+
+
+def start_worker(rank_pid: int, worker_id: int) -> None:
+    """DataLoader worker_init_fn: end with the rank `rank_pid` (see rank_lifeline), then seed."""
+    end_with(rank_pid)
+    seed_worker(worker_id)
 
 
 def stack_samples(samples: list[Any]) -> Batch:
@@ -158,7 +166,7 @@ class DatasetSplit(Split):
                 num_workers=workers,
                 pin_memory=torch.cuda.is_available(),
                 persistent_workers=self.persistent and workers > 0,
-                worker_init_fn=seed_worker if workers > 0 else None,
+                worker_init_fn=functools.partial(start_worker, os.getpid()) if workers > 0 else None,
                 multiprocessing_context=WORKER_START_METHOD if workers > 0 else None,
                 # its own generator: starting a pass draws the workers' base seed, never from the
                 # training process's global one (a resumed run's dropout masks stay those of a straight run)

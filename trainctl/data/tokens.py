@@ -1,23 +1,26 @@
-"""Token ids as tensors: the tokenizer of a pretrained folder, tokenize-once caching, per-batch trimming."""
+"""Token ids: a pretrained folder's tokenizer, a memory-mapped tokenize-once cache, per-batch trimming."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from trainctl.data.cache_entry import new_entry
 from trainctl.data.types import Split
 from trainctl.errors import TrainctlError
 from trainctl.observe.ticker import Ticker
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # a folder of .npy files (1: one torch file)
 ENCODE_CHUNK = 4096  # texts per tokenizer call: progress is reported between calls
 
 
@@ -149,24 +152,37 @@ def cached_encode(
     source: bytes,
     fingerprint: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`encode`, computed once per (file content, tokenizer, max_length) and kept in `cache_dir`."""
+    """`encode`, computed once per (file content, tokenizer, max_length) and kept in `cache_dir` as
+    `.npy` files that later loads memory-map: the ids' pages live in the OS page cache, shared by every
+    rank and process that reads them, instead of one private copy each (numpy's memmap, as the tables
+    use; a read-only cache folder keeps the ids in memory instead)."""
     key = hashlib.sha256()
     key.update(source)
     key.update(json.dumps([fingerprint, max_length, CACHE_FORMAT, len(texts)]).encode())
-    path = cache_dir / "tokens" / f"{key.hexdigest()[:24]}.pt"
-    if path.is_file():
-        try:
-            saved = torch.load(path, weights_only=True)
-            return saved["ids"], saved["lengths"]
-        except Exception:  # a damaged cache file is rebuilt below
-            path.unlink(missing_ok=True)
+    folder = cache_dir / "tokens" / key.hexdigest()[:24]
+    mapped = mapped_tokens(folder)
+    if mapped is not None:
+        return mapped
     with Ticker(f"tokenising {len(texts):,} texts (cached for next time)", total=len(texts)) as ticker:
         ids, lengths = encode(tokenizer, texts, max_length, progress=ticker.advance)
+    shutil.rmtree(folder, ignore_errors=True)  # a damaged entry
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"ids": ids, "lengths": lengths}, tmp)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache folder costs speed, not correctness
-        pass
-    return ids, lengths
+        with new_entry(folder) as entry:
+            np.save(entry / "ids.npy", ids.numpy())
+            np.save(entry / "lengths.npy", lengths.numpy())
+    except OSError:  # a read-only cache folder
+        return ids, lengths
+    return mapped_tokens(folder) or (ids, lengths)
+
+
+def mapped_tokens(folder: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached (ids, lengths) of `folder`, the ids memory-mapped copy-on-write; None when the entry
+    is missing or damaged."""
+    try:
+        ids = np.load(folder / "ids.npy", mmap_mode="c")
+        lengths = np.load(folder / "lengths.npy")
+    except (OSError, ValueError):
+        return None
+    if ids.ndim != 2 or lengths.shape != (len(ids),) or ids.dtype != np.int32:
+        return None
+    return torch.from_numpy(ids), torch.from_numpy(lengths)

@@ -34,14 +34,19 @@ class RunShape:
     checkpoint_writes: int
 
 
-def run_shape(epochs: int, eval_every: int, steps_per_epoch: int, run_steps: int) -> RunShape:
+def run_shape(
+    epochs: int, eval_every: int, steps_per_epoch: int, run_steps: int, checkpoint_every: int | None = None
+) -> RunShape:
     """The supervised recipe's loop: the last epoch it runs (trainer.epochs or trainer.max_steps)
-    evaluates, so do epochs k x eval_every; `last` is written every epoch and `best` at each evaluation
-    (counted as if each evaluation improved: an upper bound)."""
+    evaluates, so do epochs k x eval_every; `last` is written every epoch (and every
+    `checkpoint_every` steps inside one) and `best` at each evaluation (counted as if each evaluation
+    improved: an upper bound)."""
     ran = max(1, math.ceil(run_steps / max(steps_per_epoch, 1)))
     ran = min(ran, epochs)
     evals = 1 + sum(1 for e in range(ran - 1) if (e + 1) % eval_every == 0)
-    return RunShape(steps_per_epoch, run_steps, ran, evals, ran + evals)
+    inside = range(checkpoint_every, run_steps, checkpoint_every) if checkpoint_every else ()
+    mid_epoch = sum(1 for step in inside if step % max(steps_per_epoch, 1))
+    return RunShape(steps_per_epoch, run_steps, ran, evals, ran + evals + mid_epoch)
 
 
 @dataclass
@@ -117,7 +122,9 @@ def project(
     """The whole run from the estimate recipe's figures (every rank's) and the job's config."""
     ranks = measured["ranks"]
     t = config.trainer
-    shape = run_shape(t.epochs, t.eval_every, measured["steps_per_epoch"], measured["run_steps"])
+    shape = run_shape(
+        t.epochs, t.eval_every, measured["steps_per_epoch"], measured["run_steps"], t.checkpoint_every
+    )
     per_rank = []
     for rank, figures in enumerate(ranks):
         steps, inputs = figures["step_seconds"], figures["input_seconds"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 from trainctl.config.ranges import ranged
 from trainctl.config.schema import DataConfig
 from trainctl.data import DATASETS, DataInfo
+from trainctl.data.cache_entry import new_entry
 from trainctl.data.streamed import DatasetSplit
 from trainctl.data.types import DataBundle, DataSpec, Task
 from trainctl.errors import TrainctlError, suggestion
@@ -141,11 +143,20 @@ def convert(path: Path, cfg: TableConfig) -> Mapped:
             found["label_names"],
             found["kind"],
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a damaged entry (no meta.json)
+    with new_entry(folder) as entry:
+        rows, label_names, kind = write_maps(path, cfg, features, entry)
+    return Mapped(folder / "features.f32", folder / "labels.npy", rows, features, label_names, kind)
+
+
+def write_maps(
+    path: Path, cfg: TableConfig, features: list[str], folder: Path
+) -> tuple[int, list[str] | None, str]:
+    """The table's features.f32, labels.npy and meta.json in `folder`; (rows, label names, label kind)."""
     rows, kinds = 0, set()
     text_labels: list[np.ndarray] = []
     number_labels: list[np.ndarray] = []
-    with open(folder / "features.f32.part", "wb") as out:
+    with open(folder / "features.f32", "wb") as out:
         for batch in record_batches(path, [*features, cfg.label]):
             matrix = np.empty((batch.num_rows, len(features)), dtype=np.float32)
             for j, name in enumerate(features):
@@ -190,9 +201,8 @@ def convert(path: Path, cfg: TableConfig) -> Mapped:
     else:
         label_values = np.concatenate(number_labels) if number_labels else np.array([], dtype=np.float64)
     np.save(folder / "labels.npy", label_values)
-    (folder / "features.f32.part").replace(folder / "features.f32")
-    meta.write_text(json.dumps({"rows": rows, "label_names": label_names, "kind": kind}))
-    return Mapped(folder / "features.f32", folder / "labels.npy", rows, features, label_names, kind)
+    (folder / "meta.json").write_text(json.dumps({"rows": rows, "label_names": label_names, "kind": kind}))
+    return rows, label_names, kind
 
 
 class TableRows(Dataset):
