@@ -14,6 +14,7 @@ BENCHES = [
     "ddp",
     "threads",
     "wait_policy",
+    "allocator",
     "throughput",
     "recommend",
     "topn",

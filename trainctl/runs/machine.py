@@ -27,6 +27,9 @@ RESULT_ENV = (
     "SLURM_JOB_ID",
     "PYTHONHASHSEED",
     "TORCH_NUM_THREADS",
+    "MALLOC_",
+    "GLIBC_TUNABLES",
+    "LD_PRELOAD",
 )
 
 

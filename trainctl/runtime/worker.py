@@ -20,6 +20,7 @@ from trainctl.errors import RunInterrupted
 from trainctl.observe.events import Message, Reporter, RunEnd, Sink
 from trainctl.plan import Plan
 from trainctl.runs.run_dir import RunDir, record_run
+from trainctl.runtime.allocator import tune_allocator
 from trainctl.runtime.parallel import build_strategy
 from trainctl.runtime.parallel.base import Strategy
 
@@ -150,6 +151,7 @@ def run_recipe(
 
     cfg = plan.config
     torch.set_num_threads(plan.threads_per_worker)
+    tune_allocator()  # before the first step's buffers
     device = torch.device("cuda", local_rank) if plan.device == "cuda" else torch.device("cpu")
     strategy = build_strategy(cfg.parallel)
     strategy.setup(rank, world_size, device)
