@@ -24,7 +24,9 @@ M_MMAP_THRESHOLD = -3
 #
 # So: buffers up to 32 MiB (glibc's largest mmap threshold) come from the heap, and up to 256 MiB of
 # free heap stays mapped; PyTorch's CPU tuning guide gets the same effect by preloading jemalloc or
-# tcmalloc. DataLoader workers start from a forkserver and keep glibc's defaults (their buffers are small).
+# tcmalloc. The cost is memory kept in the heap: `python -m bench estimate`, one run before and one after,
+# peak RSS +8% on ResNet-20 (1,307 to 1,418 MB) and +16% on MiniLM (1,819 to 2,118 MB). DataLoader
+# workers start from a forkserver and keep glibc's defaults (their buffers are small).
 MMAP_THRESHOLD = 32 * 2**20
 TRIM_THRESHOLD = 256 * 2**20
 # Variables that mean the user chose an allocator or its settings: theirs wins. TRAINCTL_MALLOC=glibc
