@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from functools import partial
 
-from bench.common import data_root, run_trainctl
+from bench.common import alternating, data_root, pairs_line, run_trainctl
 from bench.data import NO_TEST_VIEWS, PRESET, step_speed
 from bench.load import ForeignLoad
 
@@ -20,20 +21,17 @@ def main() -> dict[str, float]:
         f"trainer.max_steps={STEPS}",
         "trainer.log_every=10",
     ]
-    glibc = {"TRAINCTL_MALLOC": "glibc"}
-    ratios = []
-    with ForeignLoad() as load:
-        for round_ in range(ROUNDS):  # alternating pairs: this box's speed drifts over minutes
-            sides = ["tuned", "glibc"] if round_ % 2 == 0 else ["glibc", "tuned"]
-            speed = {
-                side: step_speed(run_trainctl(args, 2, glibc if side == "glibc" else None)) for side in sides
-            }
-            ratios.append(speed["tuned"] / speed["glibc"])
+
+    def speed(env: dict[str, str] | None) -> float:
+        return step_speed(run_trainctl(args, 2, env))
+
+    with ForeignLoad() as load:  # alternating pairs: this box's speed drifts over minutes
+        _, _, ratios = alternating(ROUNDS, partial(speed, None), partial(speed, {"TRAINCTL_MALLOC": "glibc"}))
     ratio = statistics.median(ratios)
     print(
         f"ResNet-20, conf=resnet_cifar, 2 threads, {STEPS} steps: samples/s with trainctl's malloc "
-        f"thresholds / glibc's defaults (TRAINCTL_MALLOC=glibc) {ratio:.2f}x, median of {ROUNDS} "
-        f"alternating pairs (range {min(ratios):.2f} .. {max(ratios):.2f}){load.verdict()}"
+        f"thresholds / glibc's defaults (TRAINCTL_MALLOC=glibc) {ratio:.2f}x, "
+        f"{pairs_line(ratios)}{load.verdict()}"
     )
     return {"tuned_over_glibc": ratio}
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.load import ForeignLoad
@@ -113,3 +114,19 @@ def print_paired(plain: list[float], ours: list[float], samples: int, load: Fore
         f"{max(ratios) - 1:+.1%}); goal: at most +2%{load.verdict()}"
     )
     return overhead
+
+
+def alternating(
+    rounds: int, first: Callable[[], float], second: Callable[[], float]
+) -> tuple[float, float, list[float]]:
+    """Medians of `first` and `second` measured in turns (which goes first alternates by round), and
+    the ratio first / second of each round's pair."""
+    a, b = [], []
+    for round_ in range(rounds):
+        for side in (0, 1) if round_ % 2 == 0 else (1, 0):
+            (a if side == 0 else b).append(first() if side == 0 else second())
+    return statistics.median(a), statistics.median(b), [x / y for x, y in zip(a, b, strict=True)]
+
+
+def pairs_line(ratios: list[float]) -> str:
+    return f"median of {len(ratios)} paired ratios (range {min(ratios):.2f} .. {max(ratios):.2f})"

@@ -9,11 +9,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from bench.common import REPO, data_root, median_after_warmup, run_trainctl
+from bench.common import REPO, alternating, data_root, median_after_warmup, pairs_line, run_trainctl
 from bench.load import ForeignLoad
 
 # Epochs here last 0.3-1.3 s and vary +-30% on a quiet 2-core box: ratios are taken per alternating pair
@@ -69,22 +68,6 @@ def plain_torchrun_seconds(root: Path, batch: int, threads: int) -> float:
 def epoch_seconds(args: list[str], threads: int) -> float:
     records = run_trainctl(args, threads)
     return median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"])
-
-
-def alternating(
-    rounds: int, first: Callable[[], float], second: Callable[[], float]
-) -> tuple[float, float, list[float]]:
-    """Medians of `first` and `second` measured in turns (which goes first alternates by round), and
-    the ratio first / second of each round's pair."""
-    a, b = [], []
-    for round_ in range(rounds):
-        for side in (0, 1) if round_ % 2 == 0 else (1, 0):
-            (a if side == 0 else b).append(first() if side == 0 else second())
-    return statistics.median(a), statistics.median(b), [x / y for x, y in zip(a, b, strict=True)]
-
-
-def pairs_line(ratios: list[float]) -> str:
-    return f"median of {len(ratios)} paired ratios (range {min(ratios):.2f} .. {max(ratios):.2f})"
 
 
 def main() -> dict[str, float]:
