@@ -82,37 +82,60 @@ def median_after_warmup(values: list[float]) -> float:
 
 
 def paired_epochs(
-    script: str, script_args: list[str], trainctl_args: list[str], rounds: int, threads: int
-) -> tuple[list[float], list[float]]:
-    """Seconds per epoch (median after warm-up) of a plain script and of trainctl, in alternating pairs.
+    script: str,
+    script_args: list[str],
+    trainctl_args: list[str],
+    rounds: int,
+    threads: int,
+    *,
+    control: bool = False,
+) -> tuple[list[float], list[float], list[float]]:
+    """Seconds per epoch (median after warm-up) of a plain script and of trainctl, in alternating rounds;
+    with `control`, each round runs the plain script again after trainctl (the third list, else empty).
 
-    Pairs alternate which side goes first, so machine drift hits both sides alike.
+    Rounds alternate which side goes first, so machine drift hits both sides alike. With the control,
+    trainctl runs between the two plain runs of its round (plain, trainctl, plain), which cancels a steady
+    drift; the two plain runs against each other are an A/A test: how far this machine moves a ratio with
+    no cause.
     """
-    plain, ours = [], []
+    sides = ["plain", "ours", "again"] if control else ["plain", "ours"]
+    seconds: dict[str, list[float]] = {side: [] for side in ["plain", "ours", "again"]}
     for round_ in range(rounds):
-        for side in ["plain", "ours"] if round_ % 2 == 0 else ["ours", "plain"]:
-            if side == "plain":
-                records = run_script(REPO / "bench" / script, script_args, threads)
-                plain.append(median_after_warmup([r["seconds"] for r in records]))
-            else:  # trainctl in a pseudo-terminal: its live progress view is part of what is measured
+        for side in sides if round_ % 2 == 0 else sides[::-1]:
+            if side == "ours":  # trainctl in a pseudo-terminal: its live progress view is measured too
                 records = run_trainctl(trainctl_args, threads)
-                ours.append(median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"]))
-    return plain, ours
+                seconds[side].append(
+                    median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"])
+                )
+            else:
+                records = run_script(REPO / "bench" / script, script_args, threads)
+                seconds[side].append(median_after_warmup([r["seconds"] for r in records]))
+    return seconds["plain"], seconds["ours"], seconds["again"]
 
 
-def print_paired(plain: list[float], ours: list[float], samples: int, load: ForeignLoad) -> float:
+def print_paired(
+    plain: list[float], ours: list[float], samples: int, load: ForeignLoad, again: list[float] | None = None
+) -> float:
     """Print both sides' median samples/s and seconds per epoch and the overhead (marked when other
-    processes ran meanwhile); returns the overhead (median of the paired ratios)."""
-    ratios = [o / p for o, p in zip(ours, plain, strict=True)]
+    processes ran meanwhile), and the control's ratio when there is one; returns the overhead (median
+    of the rounds' ratios, each against the mean of the plain runs around trainctl's)."""
+    reference = [(p + a) / 2 for p, a in zip(plain, again, strict=True)] if again else plain
+    ratios = [o / p for o, p in zip(ours, reference, strict=True)]
     overhead = statistics.median(ratios) - 1
     for name, side in (("plain PyTorch loop", plain), ("trainctl train    ", ours)):
         median = statistics.median(side)
         runs = " ".join(f"{v:.3f}" for v in side)
         print(f"  {name}  {samples / median:9,.1f} samples/s ({median:.3f} s/epoch); runs {runs}")
     print(
-        f"  overhead            {overhead:+.1%} median of paired ratios (range {min(ratios) - 1:+.1%} .. "
-        f"{max(ratios) - 1:+.1%}); goal: at most +2%{load.verdict()}"
+        f"  overhead            {overhead:+.1%} median of the rounds' ratios "
+        f"(range {min(ratios) - 1:+.1%} .. {max(ratios) - 1:+.1%}); goal: at most +2%{load.verdict()}"
     )
+    if again:
+        same = [a / p for a, p in zip(again, plain, strict=True)]
+        print(
+            f"  control             {statistics.median(same) - 1:+.1%} the plain loop against itself in the "
+            f"same rounds (range {min(same) - 1:+.1%} .. {max(same) - 1:+.1%}): this machine's noise alone"
+        )
     return overhead
 
 

@@ -29,7 +29,7 @@ def paired(
     """Alternating paired runs; prints samples/s of both sides and returns trainctl's overhead."""
     threads = os.cpu_count() or 1
     with ForeignLoad() as load:
-        plain, ours = paired_epochs(
+        plain, ours, _ = paired_epochs(
             script,
             ["--data-root", str(root), "--epochs", str(epochs), *extra],
             [f"conf={preset}", *extra, f"data.root={root}", f"trainer.epochs={epochs}"],

@@ -4,16 +4,20 @@ ResNet-20 and MiniLM (1 process x 2 threads), in alternating runs."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
+from collections.abc import Sequence
 
 from bench.common import data_root, median_after_warmup, run_trainctl
 from bench.load import ForeignLoad
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+JOBS = ["mlp", "ddp", "resnet", "bert"]
+DEFAULT, ACTIVE, AGAIN = "trainctl default", "OMP_WAIT_POLICY=ACTIVE", "ACTIVE again (control)"
 POLICIES: list[tuple[str, dict[str, str]]] = [
-    ("trainctl default", {}),
-    ("OMP_WAIT_POLICY=ACTIVE", {"OMP_WAIT_POLICY": "ACTIVE"}),
+    (DEFAULT, {}),
+    (ACTIVE, {"OMP_WAIT_POLICY": "ACTIVE"}),
     ("OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}),
 ]
 
@@ -31,50 +35,79 @@ def measured(args: list[str], env: dict[str, str]) -> tuple[float, list[float]]:
 
 
 def compare(
-    name: str, args: list[str], policies: list[tuple[str, dict[str, str]]] = POLICIES, rounds: int = ROUNDS
+    name: str,
+    args: list[str],
+    policies: list[tuple[str, dict[str, str]]] = POLICIES,
+    rounds: int = ROUNDS,
+    *,
+    control: bool = False,
 ) -> dict[str, float]:
     """Each policy's median samples/s over `rounds` rounds (the order reversed every other round), and
-    the default against ACTIVE as the median of each round's paired ratio."""
-    seen: dict[str, list[float]] = {label: [] for label, _ in policies}
-    losses: dict[str, list[list[float]]] = {label: [] for label, _ in policies}
+    the default against ACTIVE as the median of each round's ratio.
+
+    With `control` (in place of `policies`), each round runs ACTIVE twice, before and after the default
+    (which then always runs between them): the default is compared with their mean, and the two ACTIVE
+    runs against each other are an A/A test of this machine's noise."""
+    active_env = dict(POLICIES[1][1])
+    runs = [(ACTIVE, active_env), (DEFAULT, {}), (AGAIN, active_env)] if control else policies
+    seen: dict[str, list[float]] = {label: [] for label, _ in runs}
+    losses: dict[str, list[list[float]]] = {label: [] for label, _ in runs}
     with ForeignLoad() as load:
         for round_ in range(rounds):
-            for label, env in policies if round_ % 2 == 0 else policies[::-1]:
+            for label, env in runs if round_ % 2 == 0 else runs[::-1]:
                 speed, run_losses = measured(args, env)
                 seen[label].append(speed)
                 losses[label].append(run_losses)
     medians = {label: statistics.median(values) for label, values in seen.items()}
-    base = medians["trainctl default"]
+    base = medians[DEFAULT]
     print(f"{name}:")
     for label, median in medians.items():
-        runs = " ".join(f"{v:,.0f}" for v in seen[label])
-        print(f"  {label:<24} {median:9,.0f} samples/s  {base / median:.2f}x  (runs {runs})")
-    paired = [d / a for d, a in zip(seen["trainctl default"], seen["OMP_WAIT_POLICY=ACTIVE"], strict=True)]
-    same = all(run == losses["trainctl default"][0] for runs in losses.values() for run in runs)
+        runs_text = " ".join(f"{v:,.0f}" for v in seen[label])
+        print(f"  {label:<24} {median:9,.0f} samples/s  {base / median:.2f}x  (runs {runs_text})")
+    active = seen[ACTIVE]
+    if control:
+        active = [(a + b) / 2 for a, b in zip(seen[ACTIVE], seen[AGAIN], strict=True)]
+    paired = [d / a for d, a in zip(seen[DEFAULT], active, strict=True)]
+    same = all(run == losses[DEFAULT][0] for runs_losses in losses.values() for run in runs_losses)
     print(
-        f"  trainctl default at {statistics.median(paired):.2f}x of ACTIVE, median of {len(paired)} paired "
+        f"  trainctl default at {statistics.median(paired):.3f}x of ACTIVE, median of {len(paired)} rounds' "
         f"ratios (range {min(paired):.2f} .. {max(paired):.2f}; goal: at least 1.0x); logged losses "
         f"{'identical in every run' if same else 'DIFFER between runs'}{load.verdict()}"
     )
+    if control:
+        aa = [b / a for a, b in zip(seen[ACTIVE], seen[AGAIN], strict=True)]
+        print(
+            f"  control: ACTIVE against itself {statistics.median(aa):.3f}x (range {min(aa):.2f} .. "
+            f"{max(aa):.2f}): this machine's noise alone"
+        )
     return {f"{name}:{label}": v for label, v in medians.items()}
 
 
-def main() -> dict[str, float]:
+def main(argv: Sequence[str] = ()) -> dict[str, float]:
+    """All four jobs, or those named: `python -m bench wait_policy --only resnet`."""
+    parser = argparse.ArgumentParser(prog="python -m bench wait_policy")
+    parser.add_argument("--only", nargs="+", choices=JOBS, default=JOBS)
+    chosen = parser.parse_args(list(argv)).only
     root = data_root()
     mnist = ["conf=mlp_mnist", f"data.root={root}", "trainer.epochs=4"]
-    results = compare("MNIST MLP, 1 process x 2 threads", [*mnist, "launcher.nproc=1", "parallel=none"])
-    results |= compare("MNIST MLP, 2 ddp ranks x 1 thread", [*mnist, "launcher.nproc=2", "parallel=ddp"])
-    results |= compare(
-        "ResNet-20 (conf=resnet_cifar), 1 process x 2 threads, 60 steps",
-        ["conf=resnet_cifar", f"data.root={root}", "trainer.max_steps=60", "trainer.log_every=10"],
-        POLICIES[:2],  # PASSIVE's cost is shown on the MLP; ResNet's runs are long
-    )
-    results |= compare(
-        "MiniLM (conf=bert_sst2), 1 process x 2 threads, 40 steps",
-        ["conf=bert_sst2", f"data.root={root}", "trainer.max_steps=40", "trainer.log_every=5"],
-        POLICIES[:2],
-        rounds=3,
-    )
+    results: dict[str, float] = {}
+    if "mlp" in chosen:
+        results |= compare("MNIST MLP, 1 process x 2 threads", [*mnist, "launcher.nproc=1", "parallel=none"])
+    if "ddp" in chosen:
+        results |= compare("MNIST MLP, 2 ddp ranks x 1 thread", [*mnist, "launcher.nproc=2", "parallel=ddp"])
+    if "resnet" in chosen:
+        results |= compare(
+            "ResNet-20 (conf=resnet_cifar), 1 process x 2 threads, 60 steps",
+            ["conf=resnet_cifar", f"data.root={root}", "trainer.max_steps=60", "trainer.log_every=10"],
+            control=True,  # PASSIVE's cost is shown on the MLP; ResNet's runs are long
+        )
+    if "bert" in chosen:
+        results |= compare(
+            "MiniLM (conf=bert_sst2), 1 process x 2 threads, 40 steps",
+            ["conf=bert_sst2", f"data.root={root}", "trainer.max_steps=40", "trainer.log_every=5"],
+            POLICIES[:2],
+            rounds=3,
+        )
     return results
 
 

@@ -604,8 +604,10 @@ def smoke(
 
 def main() -> None:
     from trainctl.cli.completion_script import install_bash_script
+    from trainctl.interrupts import handle_ctrl_c
     from trainctl.runtime.threads import apply_wait_policy, wait_policy
 
+    handle_ctrl_c()
     apply_wait_policy(wait_policy())  # before torch loads OpenMP in this process (a one-process job's)
     install_bash_script()
     app()

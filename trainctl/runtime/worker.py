@@ -17,6 +17,7 @@ import torch
 
 from trainctl.config.schema import Logger
 from trainctl.errors import RunInterrupted
+from trainctl.interrupts import Interrupted
 from trainctl.observe.events import Message, Reporter, RunEnd, Sink
 from trainctl.plan import Plan
 from trainctl.runs.run_dir import RunDir, record_run
@@ -38,7 +39,7 @@ class StopFlag:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if self.requested and now - self.first_at > REPEAT_WINDOW_S:  # asked twice: abort at once
-            raise KeyboardInterrupt
+            raise Interrupted
         if not self.requested:
             self.requested, self.first_at = True, now
 

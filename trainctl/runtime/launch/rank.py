@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from trainctl.errors import TrainctlError
+from trainctl.interrupts import handle_ctrl_c
 from trainctl.observe.events import Beat
 from trainctl.observe.files import EventFile
 from trainctl.plan import Plan
@@ -69,7 +70,8 @@ def run_rank(plan: Plan, env: TorchrunEnv, *, console: bool) -> dict[str, Any]:
 
 
 def stall_for_test(rank: int) -> None:
-    """Fault injection for the stall watch's tests: TRAINCTL_FAULT_STALL_RANK=N makes rank N hang."""
+    """Fault injection for the stall watch's tests: TRAINCTL_FAULT_STALL_RANK=N makes rank N hang before
+    it reports that it started."""
     if os.environ.get("TRAINCTL_FAULT_STALL_RANK") == str(rank):
         while True:
             time.sleep(3600)
@@ -77,6 +79,7 @@ def stall_for_test(rank: int) -> None:
 
 def elastic_worker(plan: Plan) -> dict[str, Any]:
     """Run as one rank of the plan; errors are left in logs/rank<N>.error.json for the parent."""
+    handle_ctrl_c()
     end_with_launcher()
     env = TorchrunEnv.from_environ()
     assert env is not None and plan.run_dir is not None, "started without the torchrun environment"
@@ -88,10 +91,10 @@ def elastic_worker(plan: Plan) -> dict[str, Any]:
         f"host {socket.gethostname()} threads {torch.get_num_threads()}",
         flush=True,
     )
+    stall_for_test(env.rank)  # before its first beat: the others' beats are later, its silence the longest
     beat = EventFile(run.logs / f"rank{env.rank}.events.jsonl")  # started: the stall watch's clock runs
     beat.emit(Beat(env.rank))
     beat.close()
-    stall_for_test(env.rank)
     error_file(run, env.rank).unlink(missing_ok=True)
     init_process_group(env, plan.device, plan.collective_timeout_s)
     try:
