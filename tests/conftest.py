@@ -19,15 +19,22 @@ SHARED_DATA = Path(os.environ.get("TRAINCTL_DATA_DIR") or REPO.parent / "shared"
 # The files whose tests take longest (`--durations`), collected first: `make test` hands whole files to
 # two processes in collection order, so starting with these lets both end at about the same time.
 LONGEST_FILES = [
-    "test_user_project.py",
     "test_distributed.py",
-    "test_readme.py",
     "test_runtime.py",
+    "test_user_components.py",
+    "test_readme.py",
     "test_text.py",
-    "test_train.py",
-    "test_export.py",
-    "test_distill.py",
+    "test_user_project.py",
     "test_mlflow.py",
+    "test_file_data.py",
+    "test_train.py",
+    "test_vision.py",
+    "test_console.py",
+    "test_topn.py",
+    "test_distill.py",
+    "test_export.py",
+    "test_job_processes.py",
+    "test_integrity_faults.py",
 ]
 
 

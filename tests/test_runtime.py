@@ -106,13 +106,13 @@ def test_a_silent_rank_is_named_and_the_job_stopped(tiny_mnist_module: Path, tmp
         "launcher.nproc=2",
         "parallel=ddp",
         "trainer.threads=1",
-        "launcher.stall_timeout=30",  # beyond a worker's start on a busy box
+        "launcher.stall_timeout=15",  # rank 1 never beats: the longest silent, however slow the start
         "launcher.max_restarts=1",  # a stall stops the job: it is not restarted
         env={"TRAINCTL_FAULT_STALL_RANK": "1"},
     )
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
-    assert "rank 1" in error and "reported nothing for over 30s (launcher.stall_timeout)" in error
+    assert "rank 1" in error and "reported nothing for over 15s (launcher.stall_timeout)" in error
     assert "every rank was stopped" in error
     (run,) = (path.parent for path in tmp_path.glob("*/*/run.json"))  # `latest` moves once a run starts
     assert json.loads((run / "run.json").read_text())["status"] == "stalled"
