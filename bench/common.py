@@ -14,10 +14,12 @@ import tempfile
 import termios
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bench.load import ForeignLoad
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def data_root() -> Path:
@@ -81,6 +83,33 @@ def median_after_warmup(values: list[float]) -> float:
     return statistics.median(values[1:] if len(values) > 1 else values)
 
 
+def in_rounds(rounds: int, sides: list[tuple[str, Callable[[], T]]]) -> dict[str, list[T]]:
+    """Each side measured once per round, the order reversed every other round, so machine drift hits
+    every side alike; each side's results in round order."""
+    seen: dict[str, list[T]] = {label: [] for label, _ in sides}
+    for round_ in range(rounds):
+        for label, measure in sides if round_ % 2 == 0 else sides[::-1]:
+            seen[label].append(measure())
+    return seen
+
+
+def bracketed(
+    middle: list[float], first: list[float], second: list[float]
+) -> tuple[list[float], list[float]]:
+    """Rounds of (reference, measured, reference again), in either order: each round's measured value over
+    the mean of the reference runs around it (a steady drift cancels), and the second reference over the
+    first, an A/A control: how far this machine moves a ratio with no cause."""
+    ratios = [m / ((a + b) / 2) for m, a, b in zip(middle, first, second, strict=True)]
+    return ratios, [b / a for a, b in zip(first, second, strict=True)]
+
+
+def control_line(same: list[float], what: str) -> str:
+    return (
+        f"control: {what} against itself {statistics.median(same):.3f}x (range {min(same):.2f} .. "
+        f"{max(same):.2f}): this machine's noise alone"
+    )
+
+
 def paired_epochs(
     script: str,
     script_args: list[str],
@@ -91,36 +120,32 @@ def paired_epochs(
     control: bool = False,
 ) -> tuple[list[float], list[float], list[float]]:
     """Seconds per epoch (median after warm-up) of a plain script and of trainctl, in alternating rounds;
-    with `control`, each round runs the plain script again after trainctl (the third list, else empty).
+    with `control`, each round runs the plain script again after trainctl (the third list, else empty),
+    so trainctl always runs between the two (see `bracketed`)."""
 
-    Rounds alternate which side goes first, so machine drift hits both sides alike. With the control,
-    trainctl runs between the two plain runs of its round (plain, trainctl, plain), which cancels a steady
-    drift; the two plain runs against each other are an A/A test: how far this machine moves a ratio with
-    no cause.
-    """
-    sides = ["plain", "ours", "again"] if control else ["plain", "ours"]
-    seconds: dict[str, list[float]] = {side: [] for side in ["plain", "ours", "again"]}
-    for round_ in range(rounds):
-        for side in sides if round_ % 2 == 0 else sides[::-1]:
-            if side == "ours":  # trainctl in a pseudo-terminal: its live progress view is measured too
-                records = run_trainctl(trainctl_args, threads)
-                seconds[side].append(
-                    median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"])
-                )
-            else:
-                records = run_script(REPO / "bench" / script, script_args, threads)
-                seconds[side].append(median_after_warmup([r["seconds"] for r in records]))
-    return seconds["plain"], seconds["ours"], seconds["again"]
+    def plain() -> float:
+        return median_after_warmup(
+            [r["seconds"] for r in run_script(REPO / "bench" / script, script_args, threads)]
+        )
+
+    def ours() -> float:  # trainctl in a pseudo-terminal: its live progress view is measured too
+        records = run_trainctl(trainctl_args, threads)
+        return median_after_warmup([r["seconds"] for r in records if r["kind"] == "epoch"])
+
+    sides = [("plain", plain), ("ours", ours), *([("again", plain)] if control else [])]
+    seen = in_rounds(rounds, sides)
+    return seen["plain"], seen["ours"], seen.get("again", [])
 
 
 def print_paired(
     plain: list[float], ours: list[float], samples: int, load: ForeignLoad, again: list[float] | None = None
 ) -> float:
     """Print both sides' median samples/s and seconds per epoch and the overhead (marked when other
-    processes ran meanwhile), and the control's ratio when there is one; returns the overhead (median
-    of the rounds' ratios, each against the mean of the plain runs around trainctl's)."""
-    reference = [(p + a) / 2 for p, a in zip(plain, again, strict=True)] if again else plain
-    ratios = [o / p for o, p in zip(ours, reference, strict=True)]
+    processes ran meanwhile), and the control when there is one; returns the overhead (median of the
+    rounds' ratios, against the mean of the plain runs around trainctl's when there is a control)."""
+    ratios, same = (
+        bracketed(ours, plain, again) if again else ([o / p for o, p in zip(ours, plain, strict=True)], [])
+    )
     overhead = statistics.median(ratios) - 1
     for name, side in (("plain PyTorch loop", plain), ("trainctl train    ", ours)):
         median = statistics.median(side)
@@ -130,24 +155,18 @@ def print_paired(
         f"  overhead            {overhead:+.1%} median of the rounds' ratios "
         f"(range {min(ratios) - 1:+.1%} .. {max(ratios) - 1:+.1%}); goal: at most +2%{load.verdict()}"
     )
-    if again:
-        same = [a / p for a, p in zip(again, plain, strict=True)]
-        print(
-            f"  control             {statistics.median(same) - 1:+.1%} the plain loop against itself in the "
-            f"same rounds (range {min(same) - 1:+.1%} .. {max(same) - 1:+.1%}): this machine's noise alone"
-        )
+    if same:
+        print(f"  {control_line(same, 'the plain loop (s/epoch)')}")
     return overhead
 
 
 def alternating(
     rounds: int, first: Callable[[], float], second: Callable[[], float]
 ) -> tuple[float, float, list[float]]:
-    """Medians of `first` and `second` measured in turns (which goes first alternates by round), and
-    the ratio first / second of each round's pair."""
-    a, b = [], []
-    for round_ in range(rounds):
-        for side in (0, 1) if round_ % 2 == 0 else (1, 0):
-            (a if side == 0 else b).append(first() if side == 0 else second())
+    """Medians of `first` and `second` measured in turns (see `in_rounds`), and the ratio first / second
+    of each round's pair."""
+    seen = in_rounds(rounds, [("first", first), ("second", second)])
+    a, b = seen["first"], seen["second"]
     return statistics.median(a), statistics.median(b), [x / y for x, y in zip(a, b, strict=True)]
 
 

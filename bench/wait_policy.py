@@ -8,8 +8,9 @@ import argparse
 import os
 import statistics
 from collections.abc import Sequence
+from functools import partial
 
-from bench.common import data_root, median_after_warmup, run_trainctl
+from bench.common import bracketed, control_line, data_root, in_rounds, median_after_warmup, run_trainctl
 from bench.load import ForeignLoad
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -50,36 +51,28 @@ def compare(
     runs against each other are an A/A test of this machine's noise."""
     active_env = dict(POLICIES[1][1])
     runs = [(ACTIVE, active_env), (DEFAULT, {}), (AGAIN, active_env)] if control else policies
-    seen: dict[str, list[float]] = {label: [] for label, _ in runs}
-    losses: dict[str, list[list[float]]] = {label: [] for label, _ in runs}
     with ForeignLoad() as load:
-        for round_ in range(rounds):
-            for label, env in runs if round_ % 2 == 0 else runs[::-1]:
-                speed, run_losses = measured(args, env)
-                seen[label].append(speed)
-                losses[label].append(run_losses)
+        results = in_rounds(rounds, [(label, partial(measured, args, env)) for label, env in runs])
+    seen = {label: [speed for speed, _ in each] for label, each in results.items()}
+    losses = [run_losses for each in results.values() for _, run_losses in each]
     medians = {label: statistics.median(values) for label, values in seen.items()}
     base = medians[DEFAULT]
     print(f"{name}:")
     for label, median in medians.items():
         runs_text = " ".join(f"{v:,.0f}" for v in seen[label])
         print(f"  {label:<24} {median:9,.0f} samples/s  {base / median:.2f}x  (runs {runs_text})")
-    active = seen[ACTIVE]
     if control:
-        active = [(a + b) / 2 for a, b in zip(seen[ACTIVE], seen[AGAIN], strict=True)]
-    paired = [d / a for d, a in zip(seen[DEFAULT], active, strict=True)]
-    same = all(run == losses[DEFAULT][0] for runs_losses in losses.values() for run in runs_losses)
+        paired, same = bracketed(seen[DEFAULT], seen[ACTIVE], seen[AGAIN])
+    else:
+        paired, same = [d / a for d, a in zip(seen[DEFAULT], seen[ACTIVE], strict=True)], []
+    identical = all(run == losses[0] for run in losses)
     print(
         f"  trainctl default at {statistics.median(paired):.3f}x of ACTIVE, median of {len(paired)} rounds' "
         f"ratios (range {min(paired):.2f} .. {max(paired):.2f}; goal: at least 1.0x); logged losses "
-        f"{'identical in every run' if same else 'DIFFER between runs'}{load.verdict()}"
+        f"{'identical in every run' if identical else 'DIFFER between runs'}{load.verdict()}"
     )
-    if control:
-        aa = [b / a for a, b in zip(seen[ACTIVE], seen[AGAIN], strict=True)]
-        print(
-            f"  control: ACTIVE against itself {statistics.median(aa):.3f}x (range {min(aa):.2f} .. "
-            f"{max(aa):.2f}): this machine's noise alone"
-        )
+    if same:
+        print(f"  {control_line(same, 'ACTIVE (samples/s)')}")
     return {f"{name}:{label}": v for label, v in medians.items()}
 
 
