@@ -379,6 +379,7 @@ class SupervisedRecipe:
         """Every rank contributes (sharded state, RNG); rank 0 writes <tag>.pt atomically, with the
         manifest that every load verifies, and keeps the trainer.keep_checkpoints newest `last` ones."""
         folder = self.ctx.run.checkpoints
+        self.ctx.reporter.flush()  # every step line up to this checkpoint is on disk before it
         entries = self.strategy.checkpoint_state(self.model, self.optimizer, folder, tag, self.position.step)
         rngs = gather_to_rank0(rng_state())
         if not self.ctx.is_main:

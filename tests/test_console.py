@@ -311,6 +311,9 @@ def test_reporter_emits_one_event_at_a_time_from_a_ticker_thread() -> None:
             seen.append(type(event).__name__)
             inside.clear()
 
+        def flush(self) -> None:
+            pass
+
         def close(self) -> None:
             pass
 

@@ -155,3 +155,42 @@ def test_early_stopping_counts_evaluations_without_a_real_improvement() -> None:
         EarlyStopping(EarlyStoppingConfig(metric="f1", patience=1), default_metric="loss").update(
             {"loss": 1}, 1
         )
+
+
+# ---------------------------------------------------------------- when records reach the disk
+def test_step_lines_wait_in_the_buffer_and_every_other_record_goes_straight_to_disk(tmp_path: Path) -> None:
+    from trainctl.observe.events import EpochRecord, Reporter, StepRecord
+    from trainctl.observe.files import JsonlMetrics, TextLog
+
+    reporter = Reporter([JsonlMetrics(tmp_path / "metrics.jsonl"), TextLog(tmp_path / "train.log")])
+    reporter.emit(StepRecord(step=10, epoch=0, batch=10, loss=0.5, lr=0.1, samples_per_s=100.0))
+    assert (tmp_path / "metrics.jsonl").read_text() == "" and (tmp_path / "train.log").read_text() == ""
+    reporter.flush()
+    assert [r["step"] for r in records(tmp_path, "train")] == [10]
+    assert "step 10 epoch 0 loss 0.5000" in (tmp_path / "train.log").read_text()
+    reporter.emit(StepRecord(step=20, epoch=0, batch=20, loss=0.4, lr=0.1, samples_per_s=100.0))
+    reporter.emit(EpochRecord(epoch=0, step=20, seconds=1.0, samples=320))  # writes what waited with it
+    assert [r["step"] for r in records(tmp_path, "train")] == [10, 20] and records(tmp_path, "epoch")
+    assert "epoch 0 done" in (tmp_path / "train.log").read_text()
+    reporter.close()
+
+
+def test_every_step_line_up_to_a_checkpoint_is_on_disk_before_the_checkpoint(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed right after a checkpoint resumes from it and keeps every step line before it."""
+    import trainctl.recipes.supervised as supervised
+
+    on_disk: list[tuple[int, list[int]]] = []  # (the checkpoint's step, the step lines then on disk)
+    save = supervised.save_checkpoint
+
+    def saving(state: dict, folder: Path, tag: str, step: int, **kwargs: object) -> None:
+        if tag == "last":
+            on_disk.append((step, [r["step"] for r in records(folder.parent, "train")]))
+        save(state, folder, tag, step, **kwargs)
+
+    monkeypatch.setattr(supervised, "save_checkpoint", saving)
+    train(["trainer.epochs=2", "trainer.log_every=1", "trainer.checkpoint_every=5", *SINGLE])
+    assert len(on_disk) > 10
+    for step, lines in on_disk:
+        assert lines == list(range(1, step + 1)), f"checkpoint at step {step}"

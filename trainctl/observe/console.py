@@ -78,6 +78,9 @@ class ConsoleView:
             self.progress.end(event)
         self.console.print(summary_table(event.status, event.summary))
 
+    def flush(self) -> None:
+        pass  # the console shows each event as it comes
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 BEAT_EVERY_S = 10.0  # a rank that makes progress says so at least this often (see Reporter.beat)
@@ -102,7 +102,7 @@ KINDS: dict[str, type] = {
 
 def to_record(event: Event) -> dict[str, Any]:
     """An event as a flat JSON-ready dict (evaluation metrics are lifted to the top level)."""
-    record = asdict(event)
+    record = dict(vars(event))  # the fields are flat: a copy of the instance dict (asdict is ~8x slower)
     metrics = record.pop("metrics", None)
     if metrics:
         record.update(metrics)
@@ -123,6 +123,9 @@ class Sink(Protocol):
     """Anything that consumes events: the console, metrics.jsonl, train.log, a logger service."""
 
     def emit(self, event: Event) -> None: ...
+
+    def flush(self) -> None:
+        """Put what was emitted so far where it is kept (before a checkpoint); most sinks hold nothing."""
 
     def close(self) -> None: ...
 
@@ -146,6 +149,13 @@ class Reporter:
         """Emit a Beat when nothing was emitted for beat_every_s: cheap enough to call every step."""
         if time.monotonic() - self.last_emit >= self.beat_every_s:
             self.emit(Beat(rank))
+
+    def flush(self) -> None:
+        """Every sink's records so far, kept: called before a checkpoint, so a run that dies after it keeps
+        every step line up to it."""
+        with self.lock:
+            for sink in self.sinks:
+                sink.flush()
 
     def close(self) -> None:
         for sink in self.sinks:

@@ -24,5 +24,8 @@ class Heartbeat:
             self.last = now
             self.run.update_meta(heartbeat=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass

@@ -78,6 +78,9 @@ class MlflowSink:
                 flush=True,
             )
 
+    def flush(self) -> None:
+        pass  # the upload thread sends what is queued; the run dir keeps every record
+
     def close(self) -> None:
         self.queue.put(DONE)
         self.thread.join(timeout=float(self.options.get("timeout_s") or 30.0))

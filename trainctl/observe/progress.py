@@ -12,6 +12,7 @@ from trainctl.observe.events import RunEnd, RunStart, StepRecord
 
 LINE_EVERY_S = 10.0  # without a live display, a progress line at least this often while steps arrive
 BAR_WIDTH = 24  # fits the bar, the counts, epoch, loss and ETA in 80 columns
+REDRAWS_PER_S = 4  # a bar that runs its own live display; updating its task more often shows nothing new
 
 
 def format_clock(seconds: float) -> str:
@@ -95,9 +96,10 @@ class TrainingProgress:
             TextColumn("{task.fields[clock]}"),
             console=console,
             auto_refresh=self.own_live,
-            refresh_per_second=4,
+            refresh_per_second=REDRAWS_PER_S,
         )
         self.task: TaskID | None = None
+        self.refreshed = -float("inf")
 
     def start(self, event: RunStart) -> None:
         now = time.monotonic()
@@ -115,7 +117,11 @@ class TrainingProgress:
             return
         now = time.monotonic()
         self.count.step, self.count.epoch, self.count.loss = event.step, event.epoch, event.loss
-        self.refresh(now)
+        # Only its own display reads the task between records (renderable() refreshes for another):
+        # at most one update per redraw, and the epoch's last step at once.
+        epoch_done = event.batch == self.count.steps_per_epoch or event.step >= self.count.total
+        if self.own_live and (epoch_done or now - self.refreshed >= 1 / REDRAWS_PER_S):
+            self.refresh(now)
         if not self.live and now - self.last_line >= LINE_EVERY_S:
             self.last_line = now
             self.console.print(self.count.line(now), soft_wrap=True)
@@ -140,6 +146,7 @@ class TrainingProgress:
     def refresh(self, now: float) -> None:
         if self.task is None or self.count is None:
             return
+        self.refreshed = now
         self.progress.update(
             self.task,
             completed=self.count.step,

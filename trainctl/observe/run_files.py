@@ -57,6 +57,10 @@ class RunFiles:
             else:
                 sink.emit(event)
 
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
     def close(self) -> None:
         for sink in self.sinks:
             with contextlib.suppress(OSError):

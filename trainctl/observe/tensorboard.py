@@ -73,5 +73,8 @@ class TensorBoardSink:
         _, session_start, _ = hparams(flat_hparams(tree), {})
         self.writer.file_writer.add_summary(session_start)
 
+    def flush(self) -> None:
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
